@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 # Media types (OCI image-spec and Docker schema2).
@@ -101,3 +103,25 @@ def new_manifest(
     config: dict[str, Any], layers: list[dict[str, Any]], media_type: str = OCI_MANIFEST
 ) -> dict[str, Any]:
     return {"schemaVersion": 2, "mediaType": media_type, "config": config, "layers": layers}
+
+
+def rfc3339_nano(ns: int) -> str:
+    """Go's time.RFC3339Nano in UTC: fractional seconds without trailing zeros."""
+    seconds, frac = divmod(ns, 10**9)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if frac:
+        stamp += "." + f"{frac:09d}".rstrip("0")
+    return stamp + "Z"
+
+
+def parse_rfc3339(text: str) -> float:
+    """Seconds since the epoch for an RFC 3339 time with up to nanosecond precision."""
+    main, frac, zone = text, "", ""
+    for i in range(len(text) - 1, 9, -1):
+        if text[i] in "Z+-":
+            main, zone = text[:i], text[i:]
+            break
+    if "." in main:
+        main, frac = main.split(".", 1)
+    base = datetime.fromisoformat(main + ("+00:00" if zone in ("Z", "") else zone))
+    return base.timestamp() + (float("0." + frac) if frac else 0.0)

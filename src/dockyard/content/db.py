@@ -1,0 +1,114 @@
+"""The metadata database: one SQLite file in WAL mode with a versioned schema.
+
+Every change is a transaction. One connection is shared by the daemon's threads behind a lock:
+the daemon is the only writer (DESIGN.md, "one writer") and metadata operations are short.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+# Each entry migrates the schema from version N to N+1; never edit an entry that has shipped.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE images (
+        id            TEXT PRIMARY KEY,   -- sha256 of the config JSON
+        created       TEXT NOT NULL,      -- RFC 3339 from the config ('' when absent)
+        created_unix  REAL NOT NULL,
+        parent        TEXT,               -- image ID of a locally built parent, or NULL
+        size          INTEGER NOT NULL,   -- bytes of all layers, unpacked
+        last_tag_time TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        chain_id TEXT NOT NULL REFERENCES layers(chain_id),
+        PRIMARY KEY (image_id, position)
+    );
+    CREATE INDEX image_layers_chain ON image_layers(chain_id);
+    CREATE TABLE layers (
+        chain_id   TEXT PRIMARY KEY,
+        diff_id    TEXT NOT NULL,
+        parent     TEXT REFERENCES layers(chain_id),
+        blob       TEXT NOT NULL,        -- digest of the stored (compressed) blob
+        blob_size  INTEGER NOT NULL,
+        media_type TEXT NOT NULL,
+        tar_size   INTEGER NOT NULL,     -- bytes of the uncompressed tar
+        size       INTEGER NOT NULL      -- bytes of the unpacked files (docker's DiffSize)
+    );
+    CREATE TABLE refs (
+        ref      TEXT PRIMARY KEY,       -- normalized: docker.io/library/busybox:latest or name@digest
+        name     TEXT NOT NULL,          -- docker.io/library/busybox
+        kind     TEXT NOT NULL CHECK (kind IN ('tag', 'digest')),
+        image_id TEXT NOT NULL REFERENCES images(id)
+    );
+    CREATE INDEX refs_image ON refs(image_id);
+    CREATE TABLE snapshots (
+        key     TEXT PRIMARY KEY,        -- a chain ID for committed layers, any name for active ones
+        dir     TEXT NOT NULL UNIQUE,    -- short directory name under snapshots/
+        parent  TEXT REFERENCES snapshots(key),
+        kind    TEXT NOT NULL CHECK (kind IN ('active', 'committed')),
+        created TEXT NOT NULL
+    );
+    """,
+]
+
+
+class Database:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self.migrate()
+
+    @property
+    def version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        with self._lock:
+            current = self.version
+            if current > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path}: schema version {current} is newer than this dockyard "
+                    f"({len(MIGRATIONS)})"
+                )
+            for version in range(current, len(MIGRATIONS)):
+                # executescript commits on its own, so the version bump rides in the same script.
+                self._conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
+                    f"PRAGMA user_version = {version + 1};\nCOMMIT;"
+                )
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything inside commits together or not at all."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,72 @@
+"""The engine: opens a data-root, reconciles what a crash left, and holds the services."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import uuid
+
+from dockyard.content.blobs import BlobStore
+from dockyard.content.db import Database
+from dockyard.errors import Conflict
+from dockyard.image.store import ImageStore
+from dockyard.snapshot.snapshotter import Snapshotter
+
+from .archives import ArchiveService
+from .images import ImageService
+from .layers import LayerStore
+
+
+class Engine:
+    def __init__(self, data_root: str) -> None:
+        self.data_root = os.path.abspath(data_root)
+        os.makedirs(self.data_root, mode=0o711, exist_ok=True)
+        # One daemon per data-root: a second one would corrupt the store.
+        self._lock = open(os.path.join(self.data_root, "dockyard.lock"), "w")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise Conflict(
+                f"data-root {self.data_root} is in use by another dockyard daemon"
+            ) from None
+        self.instance_id = self._instance_id()
+        self.db = Database(os.path.join(self.data_root, "dockyard.db"))
+        self.blobs = BlobStore(os.path.join(self.data_root, "content"))
+        self.snapshots = Snapshotter(os.path.join(self.data_root, "snapshots"), self.db)
+        self.image_store = ImageStore(self.db)
+        self.layers = LayerStore(self.db, self.blobs, self.snapshots, self.image_store)
+        self.images = ImageService(self.image_store, self.blobs, self.layers)
+        self.tmp_root = os.path.join(self.data_root, "tmp")
+        self.archives = ArchiveService(self.images, self.tmp_root)
+        self.reconcile()
+
+    def _instance_id(self) -> str:
+        path = os.path.join(self.data_root, "engine-id")
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            value = str(uuid.uuid4())
+            with open(path + ".tmp", "w") as f:
+                f.write(value)
+            os.rename(path + ".tmp", path)
+            return value
+
+    def reconcile(self) -> None:
+        """Remove what a crash left half-done: partial blob writes, layer imports in progress,
+        blobs that no row refers to (written, but the transaction that would name them never
+        committed)."""
+        self.blobs.clean_ingest()
+        shutil.rmtree(self.tmp_root, ignore_errors=True)
+        self.snapshots.clean()
+        used = {r["blob"] for r in self.db.query("SELECT blob FROM layers")}
+        used |= {r["id"] for r in self.db.query("SELECT id FROM images")}
+        for digest in list(self.blobs.digests()):
+            if digest not in used:
+                self.blobs.delete(digest)
+
+    def close(self) -> None:
+        self.db.close()
+        self._lock.close()
