@@ -22,6 +22,7 @@ __all__ = [
     "FlagError",
     "HelpRequested",
     "flag_error_text",
+    "flag_usages",
     "go_quote",
     "parse",
     "parse_go_bool",
@@ -34,8 +35,14 @@ KINDS = ("bool", "string", "int", "list", "csv", "map")
 # The type name pflag/docker print after a flag in --help (Value.Type()).
 # "list" is docker's opts.ListOpts, "map" its opts.MapOpts, "strings" is
 # pflag's StringSlice (the "csv" kind).
-_TYPE_NAMES = {"bool": "", "string": "string", "int": "int", "list": "list", "csv": "strings"}
-_TYPE_NAMES["map"] = "map"
+_TYPE_NAMES = {
+    "bool": "",
+    "string": "string",
+    "int": "int",
+    "list": "list",
+    "csv": "strings",
+    "map": "map",
+}
 
 
 class FlagError(Exception):

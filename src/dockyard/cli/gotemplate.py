@@ -6,7 +6,7 @@ idiom. Data is plain dicts/lists/str/int/float/bool/None; a dict is a Go map
 (a missing key prints "<no value>") unless it is a GoStruct with a type name,
 whose missing fields are errors as on docker's context structs. The lexer and
 parser live in goparse, Go value printing in gofmt, functions in gofuncs.
-This module and those are imported only when a format or table is printed.
+None of them imports ``re``: every table the CLI prints goes through here.
 """
 
 from dockyard.cli import gofmt as _f
@@ -55,7 +55,11 @@ class Template:
         st = _State(self, {**self.funcs, **(funcs or {})}, missingkey)
         st.vars = [("$", data)]
         try:
-            st.walk_list(data, self.root)
+            try:
+                st.walk_list(data, self.root)
+            except RecursionError:  # Go stops runaway {{template}} recursion at this depth
+                st.node = None
+                raise st.errorf("exceeded maximum template depth (100000)") from None
         except TemplateError as e:
             e.partial = "".join(st.out)
             raise
@@ -68,6 +72,7 @@ class _State:
         self.out: list[str] = []
         self.vars: list[tuple[str, object]] = []
         self.node: list | None = None
+        self.executing = tmpl.name  # name of the (sub)template being run, for errors
 
     def errorf(self, msg: str) -> TemplateError:
         text, node, name = self.tmpl.text, self.node, self.tmpl.name
@@ -78,7 +83,7 @@ class _State:
         col = len(prefix) - (prefix.rfind(b"\n") + 1) if line > 1 else len(prefix)
         where = f"{name}:{line}:{col}"
         return TemplateError(
-            f"template: {where}: executing {go_quote(name)} at <{node_str(node)}>: {msg}"
+            f"template: {where}: executing {go_quote(self.executing)} at <{node_str(node)}>: {msg}"
         )
 
     def walk_list(self, dot: object, nodes: list) -> None:
@@ -114,9 +119,10 @@ class _State:
                 self.node = node
                 raise self.errorf(f"template {go_quote(node[2])} not defined")
             val = MISSING if node[3] is None else self.pipeline(dot, node[3])
-            saved, self.vars = self.vars, [("$", val)]
+            saved = self.vars, self.executing
+            self.vars, self.executing = [("$", val)], node[2]  # no dynamic scoping
             self.walk_list(val, body)
-            self.vars = saved
+            self.vars, self.executing = saved
 
     def walk_range(self, dot: object, node: list) -> None:
         pipe = node[2]

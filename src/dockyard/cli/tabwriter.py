@@ -89,7 +89,8 @@ class Writer:
             text = text.replace("\v", "\t")
         sections = text.split("\f")
         last = len(sections) - 1
-        return "\n".join(self._format_section(s, i == last) for i, s in enumerate(sections))
+        sep = "\n---\n" if self._flags & DEBUG else "\n"  # Debug marks each flush with "---"
+        return sep.join(self._format_section(s, i == last) for i, s in enumerate(sections))
 
     def _format_section(self, text: str, at_end: bool) -> str:
         # Each line is a list of cells; the last cell is the text after the last

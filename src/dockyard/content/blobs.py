@@ -38,8 +38,9 @@ class Ingest:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self._file.write(data)
         self._hash.update(data)
-        self.size += len(data)
-        return len(data)
+        n = memoryview(data).nbytes  # len() of a memoryview counts items, not bytes
+        self.size += n
+        return n
 
     def flush(self) -> None:
         self._file.flush()

@@ -58,36 +58,67 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _statements(script: str) -> list[str]:
+    """A migration script split into its SQL statements."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
 class Database:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self.migrate()
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except BaseException:
+            self._conn.close()
+            raise
 
     @property
     def version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
+        """Bring the schema to the current version. The version is read inside the write
+        transaction, so two processes opening a new database at once migrate it once."""
         with self._lock:
-            current = self.version
-            if current > len(MIGRATIONS):
-                raise RuntimeError(
-                    f"{self.path}: schema version {current} is newer than this dockyard "
-                    f"({len(MIGRATIONS)})"
-                )
-            for version in range(current, len(MIGRATIONS)):
-                # executescript commits on its own, so the version bump rides in the same script.
-                self._conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
-                    f"PRAGMA user_version = {version + 1};\nCOMMIT;"
-                )
+            if self.version == len(MIGRATIONS):
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                current = self.version
+                if current > len(MIGRATIONS):
+                    raise RuntimeError(
+                        f"{self.path}: schema version {current} is newer than this dockyard "
+                        f"({len(MIGRATIONS)})"
+                    )
+                for version in range(current, len(MIGRATIONS)):
+                    for statement in _statements(MIGRATIONS[version]):
+                        self._conn.execute(statement)
+                    self._conn.execute(f"PRAGMA user_version = {version + 1}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back on its own (e.g. after SQLITE_FULL).
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -96,10 +127,10 @@ class Database:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._conn.execute("COMMIT")
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -23,7 +23,7 @@ VALID = "cmd entrypoint healthcheck env expose label onbuild stopsignal user vol
 
 _DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9}
 _DURATION_UNITS.update({"m": 60 * 10**9, "h": 3600 * 10**9})
-_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
+_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")  # the Dockerfile parser's reWhitespace
 _CONTINUATION = re.compile(r"([^\\])\\[ \t]*$|^\\[ \t]*$")

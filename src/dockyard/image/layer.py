@@ -131,7 +131,9 @@ class _Applier:
                 os.chmod(prefix, 0o755, dir_fd=self.rfd)
                 self._created(prefix)
             except FileExistsError:
-                if not stat.S_ISDIR(os.stat(prefix, dir_fd=self.rfd, follow_symlinks=False).st_mode):
+                if not stat.S_ISDIR(
+                    os.stat(prefix, dir_fd=self.rfd, follow_symlinks=False).st_mode
+                ):
                     raise InvalidArchive(
                         f"tar entry {name!r}: parent {prefix!r} is not a directory"
                     ) from None

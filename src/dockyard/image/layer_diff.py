@@ -33,7 +33,6 @@ from dockyard.image.tarstream import (
     END_OF_ARCHIVE,
     FIFO,
     LNK,
-    REG,
     SYM,
     TarHeader,
     encode_header,

@@ -85,7 +85,9 @@ def config_diff_ids(config: dict[str, Any]) -> list[str]:
     rootfs = config.get("rootfs")
     if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
         raise ValueError("image config has no layers rootfs")
-    diff_ids = rootfs.get("diff_ids") or []
+    diff_ids = rootfs.get("diff_ids")
+    if diff_ids is None:
+        diff_ids = []
     if not isinstance(diff_ids, list) or not all(
         isinstance(d, str) and is_digest(d) for d in diff_ids
     ):
@@ -108,7 +110,13 @@ def new_manifest(
 def rfc3339_nano(ns: int) -> str:
     """Go's time.RFC3339Nano in UTC: fractional seconds without trailing zeros."""
     seconds, frac = divmod(ns, 10**9)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    t = time.gmtime(seconds)
+    # Go pads the year to four digits (the zero time is 0001-01-01T00:00:00Z); strftime's %Y
+    # does not on glibc.
+    stamp = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
     if frac:
         stamp += "." + f"{frac:09d}".rstrip("0")
     return stamp + "Z"

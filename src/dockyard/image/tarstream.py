@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -47,6 +48,15 @@ class TarHeader:
     devmajor: int = 0
     devminor: int = 0
     xattrs: dict[str, bytes] = field(default_factory=dict)
+
+
+def _byte_sum(data: bytes) -> int:
+    """sum(data), fast: adler32's low half is 1 + the byte sum mod 65521, exact for
+    256-byte pieces (at most 65280)."""
+    total = 0
+    for start in range(0, len(data), 256):
+        total += (zlib.adler32(data[start : start + 256]) & 0xFFFF) - 1
+    return total
 
 
 def _decode(raw: bytes) -> str:
@@ -260,8 +270,24 @@ class TarReader:
 
     def _parse_block(self, block: bytes, offset: int) -> tuple[TarHeader, int]:
         (name, mode, uid, gid, size, mtime, checksum, kind, link, magic) = _USTAR.unpack_from(block)
-        stored = _number(checksum, "checksum", offset)
-        unsigned = sum(block) - sum(checksum) + 256
+        try:  # the common case, in one go; anything odd takes the careful path
+            values = [
+                int(f.strip(b" \x00") or b"0", 8) for f in (checksum, mode, uid, gid, mtime, size)
+            ]
+        except ValueError:
+            values = [
+                _number(f, what, offset)
+                for f, what in (
+                    (checksum, "checksum"),
+                    (mode, "mode"),
+                    (uid, "uid"),
+                    (gid, "gid"),
+                    (mtime, "mtime"),
+                    (size, "size"),
+                )
+            ]
+        stored = values[0]
+        unsigned = _byte_sum(block) - sum(checksum) + 256
         if stored != unsigned:  # some old tars summed signed chars
             high = sum(1 for b in block[:148] + block[156:] if b > 127)
             if stored != unsigned - 256 * high:
@@ -269,10 +295,10 @@ class TarReader:
         hdr = TarHeader(
             name="",
             type=kind.decode("latin-1"),
-            mode=_number(mode, "mode", offset) & 0o7777,
-            uid=_number(uid, "uid", offset),
-            gid=_number(gid, "gid", offset),
-            mtime_ns=_number(mtime, "mtime", offset) * 1_000_000_000,
+            mode=values[1] & 0o7777,
+            uid=values[2],
+            gid=values[3],
+            mtime_ns=values[4] * 1_000_000_000,
             linkname=_decode(_cstr(link)) if link[0] else "",
         )
         name = _cstr(name)
@@ -288,9 +314,8 @@ class TarReader:
                 if atime:
                     hdr.atime_ns = atime * 1_000_000_000
         hdr.name = _decode(name)
-        size_value = _number(size, "size", offset)
-        hdr.size = size_value
-        return hdr, size_value
+        hdr.size = values[5]
+        return hdr, values[5]
 
     @staticmethod
     def _apply_pax(hdr: TarHeader, pax: dict[str, bytes], offset: int) -> None:
@@ -331,10 +356,6 @@ class TarReader:
 # -- writing --------------------------------------------------------------------------------
 
 
-def _octal(value: int, width: int) -> bytes:
-    return b"%0*o\x00" % (width - 1, value)
-
-
 def _pax_record(key: str, value: bytes) -> bytes:
     body = b" " + key.encode() + b"=" + value + b"\n"
     length = len(body) + 1
@@ -364,21 +385,28 @@ def _ustar(
     devmajor: int = 0,
     devminor: int = 0,
 ) -> bytes:
-    block = bytearray(BLOCK)
-    block[0:100] = name[:100].ljust(100, b"\x00")
-    block[100:108] = _octal(mode & 0o7777, 8)
-    block[108:116] = _octal(uid, 8)
-    block[116:124] = _octal(gid, 8)
-    block[124:136] = _octal(size, 12)
-    block[136:148] = _octal(mtime, 12)
-    block[148:156] = b"        "
-    block[156] = ord(kind)
-    block[157:257] = link[:100].ljust(100, b"\x00")
-    block[257:265] = b"ustar\x0000"
-    block[329:337] = _octal(devmajor, 8)
-    block[337:345] = _octal(devminor, 8)
-    block[148:156] = b"%06o\x00 " % sum(block)
-    return bytes(block)
+    head = b"%s%07o\x00%07o\x00%07o\x00%011o\x00%011o\x00" % (
+        name[:100].ljust(100, b"\x00"),
+        mode & 0o7777,
+        uid,
+        gid,
+        size,
+        mtime,
+    )
+    tail = b"%s%sustar\x0000%s%07o\x00%07o\x00%s" % (
+        kind.encode("latin-1"),
+        link[:100].ljust(100, b"\x00"),
+        _EMPTY_OWNER_NAMES,
+        devmajor,
+        devminor,
+        _EMPTY_PREFIX,
+    )
+    checksum = _byte_sum(head) + _byte_sum(tail) + 256  # the checksum field counts as 8 spaces
+    return head + b"%06o\x00 " % checksum + tail
+
+
+_EMPTY_OWNER_NAMES = bytes(64)
+_EMPTY_PREFIX = bytes(167)  # prefix (155) and padding (12)
 
 
 def encode_header(h: TarHeader) -> bytes:

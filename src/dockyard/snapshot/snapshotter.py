@@ -37,7 +37,10 @@ def tree_usage(path: str) -> int:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
                     continue
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed while we walk (a running container's upper dir)
                 if st.st_nlink > 1:
                     key = (st.st_dev, st.st_ino)
                     if key in seen:
@@ -97,6 +100,8 @@ class Snapshotter:
     def commit(self, name: str, key: str) -> bool:
         """Freeze active snapshot `key` as `name`. When `name` already exists (another import
         of the same layer won the race) the active snapshot is discarded; returns False then."""
+        if name == key:
+            raise Conflict(f"snapshot {name} already exists")
         with self.db.tx() as db:
             row = db.execute("SELECT dir, kind FROM snapshots WHERE key = ?", (key,)).fetchone()
             if row is None or row["kind"] != "active":
@@ -141,6 +146,10 @@ class Snapshotter:
         known = {row["dir"] for row in self.db.query("SELECT dir FROM snapshots")}
         for name in os.listdir(self.root):
             if name not in known:
-                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+                path = os.path.join(self.root, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
                 removed.append(name)
         return removed
