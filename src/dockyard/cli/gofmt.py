@@ -183,24 +183,17 @@ def go_float(f: float, upper: bool = False) -> str:
     return _float_f(digits, dp, neg)
 
 
-def go_v(v: object, verb: str = "v", nested: bool = False) -> str:
-    """fmt's printing of one value with %v (or %s/%d/%q applied element-wise)."""
+def go_v(v: object) -> str:
+    """fmt's %v of one value (slices as [a b], maps as map[k:v] in key order)."""
     if v is MISSING or v is None:
-        return "<nil>" if verb == "v" else f"%!{verb}(<nil>)"
-    if isinstance(v, (list, tuple)):
-        return "[" + " ".join(go_v(x, verb, True) for x in v) + "]"
-    if isinstance(v, GoStruct) and v.type_name:
-        return "{" + " ".join(go_v(x, verb, True) for x in v.values()) + "}"
-    if isinstance(v, dict):
-        parts = (f"{go_v(k, verb, True)}:{go_v(v[k], verb, True)}" for k in sorted_keys(v))
-        return "map[" + " ".join(parts) + "]"
-    if verb == "v":
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, float):
-            return go_float(v)
-        return str(v)
-    return _fmt_one(verb, "", None, None, v)
+        return "<nil>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return go_float(v)
+    if isinstance(v, (list, tuple, dict)):
+        return _fmt_one("v", "", None, None, v)
+    return str(v)
 
 
 def go_sprint(*args: object) -> str:
@@ -237,18 +230,18 @@ def _fmt_one(verb: str, flags: str, width: int | None, prec: int | None, arg: ob
         return _pad(go_type(arg), flags, width)
     if arg is None or arg is MISSING:
         return _pad("<nil>", flags, width) if verb == "v" else f"%!{verb}(<nil>)"
-    if isinstance(arg, (list, tuple, dict)):
-        if isinstance(arg, dict):
-            body = " ".join(
-                f"{_fmt_one(verb, flags, width, prec, k)}:{_fmt_one(verb, flags, width, prec, arg[k])}"
-                for k in sorted_keys(arg)
-            )
-            return (
-                ("{" if isinstance(arg, GoStruct) and arg.type_name else "map[")
-                + body
-                + ("}" if isinstance(arg, GoStruct) and arg.type_name else "]")
-            )
+    # Containers apply the verb to each element: %q of []string is ["a" "b"].
+    if isinstance(arg, (list, tuple)):
         return "[" + " ".join(_fmt_one(verb, flags, width, prec, x) for x in arg) + "]"
+    if isinstance(arg, GoStruct) and arg.type_name:  # a struct prints its field values
+        return "{" + " ".join(_fmt_one(verb, flags, width, prec, x) for x in arg.values()) + "}"
+    if isinstance(arg, dict):
+        one = _fmt_one
+        pairs = (
+            f"{one(verb, flags, width, prec, k)}:{one(verb, flags, width, prec, arg[k])}"
+            for k in sorted_keys(arg)
+        )
+        return "map[" + " ".join(pairs) + "]"
     if verb == "v":
         flags = flags.replace("+", "").replace("#", "")  # %+v / %#v change struct printing only
     spec = (

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The main job, offline: start a daemon of our own, make busybox from Debian's busybox-static,
+# import it, list, tag, inspect, save, remove, load it back; then stop the daemon and clean up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$PWD/.venv/bin
+WORK=$(mktemp -d /tmp/dockyard-quickstart.XXXXXX)
+export DOCKYARD_HOST="unix://$WORK/exec/dockyard.sock"
+export DOCKYARD_DATA_ROOT="$WORK/data"
+
+cleanup() {
+  if [ -s "$WORK/exec/dockyardd.pid" ]; then
+    pid=$(cat "$WORK/exec/dockyardd.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+echo "Dockyard quickstart (daemon state in $WORK; the first command starts the daemon)"
+"$BIN/python" scripts/busybox_rootfs.py "$WORK/busybox.tar"
+step "$BIN/dockyard" import -c 'CMD ["sh"]' -m "busybox from Debian's busybox-static" "$WORK/busybox.tar" busybox:latest
+step "$BIN/dockyard" images
+step "$BIN/dockyard" tag busybox quickstart/busybox:v1
+step "$BIN/dockyard" image inspect --format '{{.Id}} {{.Os}}/{{.Architecture}} cmd={{json .Config.Cmd}} layers={{len .RootFS.Layers}}' quickstart/busybox:v1
+step "$BIN/dockyard" history quickstart/busybox:v1
+step "$BIN/dockyard" save -o "$WORK/saved.tar" busybox quickstart/busybox:v1
+step "$BIN/dockyard" rmi busybox quickstart/busybox:v1
+step "$BIN/dockyard" images
+step "$BIN/dockyard" load -i "$WORK/saved.tar"
+step "$BIN/dockyard" images
+step "$BIN/dockyard" system df
+echo
+echo "quickstart: OK"
