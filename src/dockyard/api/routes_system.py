@@ -148,6 +148,15 @@ async def info(request: web.Request) -> web.Response:
             "ServerVersion": __version__,
             "Runtimes": {},
             "DefaultRuntime": "",
+            # The docker CLI prints swarm node details unless the state is "inactive".
+            "Swarm": {
+                "NodeID": "",
+                "NodeAddr": "",
+                "LocalNodeState": "inactive",
+                "ControlAvailable": False,
+                "Error": "",
+                "RemoteManagers": None,
+            },
             "LiveRestoreEnabled": False,
             "Isolation": "",
             "InitBinary": "",

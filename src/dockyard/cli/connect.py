@@ -41,10 +41,11 @@ def start_daemon(host: str) -> None:
     data_root = os.environ.get("DOCKYARD_DATA_ROOT") or DEFAULT_DATA_ROOT
     os.makedirs(exec_root, exist_ok=True)
     log_path = os.path.join(exec_root, "dockyardd.log")
+    # The console script when installed (so `ps` shows dockyardd), else the module.
+    script = os.path.join(os.path.dirname(sys.executable), "dockyardd")
+    launcher = [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "dockyard.api.daemon"]
     argv = [
-        sys.executable,
-        "-m",
-        "dockyard.api.daemon",
+        *launcher,
         "--data-root",
         data_root,
         "--exec-root",
@@ -60,7 +61,7 @@ def start_daemon(host: str) -> None:
                 os.dup2(devnull.fileno(), 0)
                 os.dup2(log.fileno(), 1)
                 os.dup2(log.fileno(), 2)
-                os.execv(sys.executable, argv)
+                os.execv(argv[0], argv)
             finally:
                 os._exit(127)
     deadline = time.monotonic() + START_TIMEOUT

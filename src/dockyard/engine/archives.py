@@ -134,8 +134,8 @@ class ArchiveService:
             for image in images:
                 parent: str | None = None
                 layers: list[LayerRecord] = []
-                for layer in image.layers:
-                    record = self._load_layer(staging, layer, parent, added)
+                for index, layer in enumerate(image.layers):
+                    record = self._load_layer(staging, layer, parent, added, index)
                     layers.append(record)
                     parent = record.chain_id
                 layer_sets.append(layers)
@@ -147,7 +147,7 @@ class ArchiveService:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _load_layer(
-        self, staging: str, layer: Any, parent: str | None, added: list[LayerRecord]
+        self, staging: str, layer: Any, parent: str | None, added: list[LayerRecord], index: int
     ) -> LayerRecord:
         chain = chain_ids([parent, layer.diff_id])[1] if parent else layer.diff_id
         existing = self.store.layer(chain)
@@ -157,7 +157,7 @@ class ArchiveService:
         with open(path, "rb") as raw:
             hashing = _HashingReader(raw)
             source = io.BufferedReader(hashing, 1 << 20) if layer.digest else raw
-            record = self.layers.ingest(source, parent, expected_diff_id=layer.diff_id)
+            record = self.layers.ingest(source, parent, expected_diff_id=layer.diff_id, index=index)
             if layer.digest:
                 while source.read(1 << 20):
                     pass

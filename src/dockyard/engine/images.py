@@ -437,8 +437,8 @@ def _platform(platform: str) -> tuple[str, str]:
     if not platform:
         return "linux", "amd64"
     parts = platform.split("/")
-    if parts[0] != "linux":
-        raise InvalidParameter(f'operating system is not supported: "{parts[0]}"')
+    if parts[0].lower() != "linux":  # moby's image.CheckOS, word for word
+        raise InvalidParameter("operating system is not supported")
     return "linux", parts[1] if len(parts) > 1 else "amd64"
 
 

@@ -64,9 +64,14 @@ class LayerStore:
         self.images = images
 
     def ingest(
-        self, stream: BinaryIO, parent: str | None, expected_diff_id: str | None = None
+        self,
+        stream: BinaryIO,
+        parent: str | None,
+        expected_diff_id: str | None = None,
+        index: int = 0,
     ) -> LayerRecord:
-        """Store one layer (plain, gzip or zstd tar) on top of chain `parent`."""
+        """Store one layer (plain, gzip or zstd tar) on top of chain `parent`; `index` is its
+        position in the image, for the error when its content is not `expected_diff_id`."""
         key = TRANSIENT + uuid.uuid4().hex
         root = self.snapshots.prepare(key, parent)
         blob: Ingest = self.blobs.writer()
@@ -80,7 +85,8 @@ class LayerStore:
             diff_id = "sha256:" + tee.hash.hexdigest()
             if expected_diff_id is not None and diff_id != expected_diff_id:
                 raise InvalidArchive(
-                    f"invalid diffID for layer: expected {expected_diff_id!r}, got {diff_id!r}"
+                    f'invalid diffID for layer {index}: expected "{expected_diff_id}", '
+                    f'got "{diff_id}"'
                 )
             blob_digest = blob.commit()
             chain_id = diff_id if parent is None else sha256_digest(f"{parent} {diff_id}".encode())

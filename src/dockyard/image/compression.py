@@ -8,7 +8,9 @@ Decompression errors surface as InvalidArchive.
 from __future__ import annotations
 
 import io
+import queue
 import struct
+import threading
 import zlib
 from typing import BinaryIO, Literal
 
@@ -72,6 +74,15 @@ class _Prefixed(io.RawIOBase):
         return self._stream.read(size)
 
 
+_DECOMPRESS_ERRORS = (OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError)
+
+
+def _invalid(kind: str, e: BaseException) -> InvalidArchive:
+    if isinstance(e, InvalidArchive):
+        return e
+    return InvalidArchive(f"invalid {kind} stream: {e or type(e).__name__}")
+
+
 class _Checked(io.RawIOBase):
     """Turns the decompressor's errors into InvalidArchive."""
 
@@ -82,14 +93,11 @@ class _Checked(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _fail(self, e: Exception) -> InvalidArchive:
-        return InvalidArchive(f"invalid {self._kind} stream: {e or type(e).__name__}")
-
     def read(self, size: int = -1) -> bytes:
         try:
             return self._inner.read(size)
-        except (OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError) as e:
-            raise self._fail(e) from e
+        except _DECOMPRESS_ERRORS as e:
+            raise _invalid(self._kind, e) from e
 
     def readinto(self, b: memoryview | bytearray) -> int:  # type: ignore[override]
         data = self.read(len(b))
@@ -101,6 +109,85 @@ class _Checked(io.RawIOBase):
             self._inner.close()
         finally:
             super().close()
+
+
+class _ReadAhead(io.RawIOBase):
+    """Decompresses on a helper thread, `depth` chunks ahead of the reader, so inflating and
+    the reader's own work (tar parsing, file writes: both drop the GIL) overlap. Memory stays
+    bounded at about (depth + 2) chunks. Closing stops the thread."""
+
+    def __init__(self, inner: BinaryIO, kind: str, depth: int = 2) -> None:
+        self._inner = inner
+        self._kind = kind
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._view = memoryview(b"")
+        self._item = b""
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name=f"{kind}-readahead", daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._inner.read(CHUNK)
+                if not self._put(data) or not data:
+                    return
+        except BaseException as e:  # handed to the reader, raised there
+            self._put(e)
+        finally:
+            if self._stop.is_set():
+                self._inner.close()
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._view:
+            if self._done:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise _invalid(self._kind, item) from item
+            if not item:
+                self._done = True
+                return b""
+            self._item, self._view = item, memoryview(item)
+        if (size < 0 or size >= len(self._view)) and len(self._view) == len(self._item):
+            self._view = memoryview(b"")
+            return self._item  # the whole chunk: no copy
+        n = len(self._view) if size < 0 else min(size, len(self._view))
+        out, self._view = self._view[:n].tobytes(), self._view[n:]
+        return out
+
+    def readinto(self, b: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._stop.set()
+        while True:  # unblock a worker waiting to put
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if not self._thread.is_alive():
+            self._inner.close()
+        # else the worker closes `inner` when its current read returns
+        super().close()
 
 
 class _ZstdFraming:
@@ -190,11 +277,13 @@ def _peek(f: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
-def open_decompressed(f: BinaryIO) -> BinaryIO:
+def open_decompressed(f: BinaryIO, *, threaded: bool = True) -> BinaryIO:
     """A sequential reader of `f` decompressed: gzip (multi-member), zstd (multi-frame,
     window bounded to 128 MiB) or plain, told apart by the first bytes.
 
-    Closing the result does not close `f`.
+    With `threaded` (the default) a compressed `f` is read and inflated on a helper thread a
+    few MiB ahead of the caller; close the result (or use `with`) when done with it, also on
+    errors. Closing the result never closes `f`.
     """
     head = _peek(f, MAGIC_LEN)
     kind = detect(head)
@@ -208,6 +297,8 @@ def open_decompressed(f: BinaryIO) -> BinaryIO:
         )
     else:
         return source  # type: ignore[return-value]
+    if threaded:
+        return _ReadAhead(inner, kind)  # type: ignore[return-value]
     return _Checked(inner, kind)  # type: ignore[return-value]
 
 

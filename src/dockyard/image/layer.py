@@ -181,21 +181,27 @@ class _Applier:
     def _whiteout(self, parent: str, base: str, h: TarHeader) -> None:
         if base == OPAQUE_MARKER:
             if self.overlay:
-                os.setxattr(self._abs(parent) if parent else self.root, self.opaque_xattr, b"y")
+                target = self._abs(parent) if parent else self.root
+                os.setxattr(target, self.opaque_xattr, b"y", follow_symlinks=False)
             else:
                 self._prune(parent)
             return
         victim = base[len(WHITEOUT_PREFIX) :]
-        if victim in ("", ".", "..") or victim.startswith(WHITEOUT_PREFIX):
+        if victim in ("", ".", ".."):
             raise InvalidArchive(f"invalid whiteout entry {h.name!r}")
+        if victim.startswith(WHITEOUT_PREFIX):
+            return  # AUFS metadata below the top: names nothing that can exist
         path = f"{parent}/{victim}" if parent else victim
         if path in self.unpacked:
             # A whiteout never hides its own layer's entries; under a directory this layer
             # wrote it still hides what lower layers put there.
-            st = os.stat(path, dir_fd=self.rfd, follow_symlinks=False)
+            try:
+                st = os.stat(path, dir_fd=self.rfd, follow_symlinks=False)
+            except FileNotFoundError:
+                return
             if stat.S_ISDIR(st.st_mode):
                 if self.overlay:
-                    os.setxattr(self._abs(path), self.opaque_xattr, b"y")
+                    os.setxattr(self._abs(path), self.opaque_xattr, b"y", follow_symlinks=False)
                 else:
                     self._prune(path)
         elif self.overlay:
@@ -267,7 +273,8 @@ class _Applier:
                     chunk = chunk[os.write(fd, chunk) :]
             if self.privileged:
                 os.fchown(fd, h.uid, h.gid)
-            self._xattrs(fd, h)
+            if h.xattrs:
+                self._xattrs(fd, h)
             os.fchmod(fd, h.mode)
             os.utime(fd, ns=_times(h))
         finally:
@@ -332,7 +339,10 @@ class _Applier:
             if _overlay_internal(key):
                 continue  # overlayfs' own attributes never come from a layer
             try:
-                os.setxattr(target, key, value, follow_symlinks=False)
+                if isinstance(target, int):
+                    os.setxattr(target, key, value)
+                else:
+                    os.setxattr(target, key, value, follow_symlinks=False)
             except OSError as e:
                 if e.errno != errno.EPERM:  # moby ignores EPERM (not allowed here) only
                     raise

@@ -34,6 +34,9 @@ def member_path(name: str) -> str | None:
 
     Raises InvalidArchive for names with NUL, absolute names and names that escape the root.
     """
+    if name and "/." not in name and "//" not in name and name[0] not in "./":
+        if "\x00" not in name:  # already clean (the common case): skip normpath
+            return name.rstrip("/")
     if "\x00" in name:
         raise InvalidArchive(f"invalid tar entry name {name!r}: contains NUL")
     if name.startswith("/"):

@@ -194,6 +194,10 @@ class TarReader:
         if not block:
             return None
         if len(block) != BLOCK:
+            if self._offset == 0:
+                raise InvalidArchive(
+                    f"invalid tar header at offset 0: {len(block)} bytes, not a tar archive"
+                )
             raise self._truncated()
         return block
 

@@ -1,0 +1,615 @@
+"""The diff service: layer tars applied onto directories and directories diffed into tars.
+
+Tars going in are built with the stdlib's tarfile (an independent writer, helpers in
+test_hostile_tars); tars coming out are read back with tarfile and GNU tar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import threading
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dockyard.errors import DockyardError
+from dockyard.image.layer import apply_layer, write_diff_overlay, write_diff_trees
+from tests.unit.test_hostile_tars import (
+    chunks,
+    dir_,
+    inode_groups,
+    link,
+    listing,
+    members,
+    names,
+    node,
+    reg,
+    require_root,
+    snapshot,
+    sym,
+    tar_of,
+    write_file,
+)
+
+# -- helpers for the tests below ------------------------------------------------------------
+
+
+class HashingReader(io.RawIOBase):
+    """Hands out a byte string in small reads, hashing what it hands out (like a digester)."""
+
+    def __init__(self, data: bytes, step: int = 7000) -> None:
+        self.data, self.pos, self.step = data, 0, step
+        self.sha = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.step if n < 0 else min(n, self.step)
+        out = self.data[self.pos : self.pos + n]
+        self.pos += len(out)
+        self.sha.update(out)
+        return out
+
+
+def apply_bytes(data: bytes, root: str, **kw: object) -> int:
+    return apply_layer(io.BytesIO(data), root, **kw)  # type: ignore[arg-type]
+
+
+def overlay_tar(tree: str) -> bytes:
+    out = io.BytesIO()
+    write_diff_overlay(tree, out)
+    return out.getvalue()
+
+
+def trees_tar(lower: str, upper: str) -> bytes:
+    out = io.BytesIO()
+    write_diff_trees(lower, upper, out)
+    return out.getvalue()
+
+
+NS = 1_700_000_000_123_456_789
+
+
+def make_sample_tree(root: str) -> None:
+    """Files, dirs, symlinks, hardlinks, a fifo, special mode bits, ns mtimes, user xattrs."""
+    write_file(f"{root}/etc/hostname", b"box\n", 0o644, NS)
+    write_file(f"{root}/bin/busybox", b"\x7fELF" + bytes(300_000), 0o755, NS + 1)
+    write_file(f"{root}/bin/su", b"su", 0o4755, NS + 2)
+    write_file(f"{root}/usr/share/big", os.urandom(3 << 20), 0o600, NS + 3)
+    write_file(f"{root}/usr/share/{'l' * 150}", b"long name", 0o644, NS + 6)
+    os.symlink("/bin/busybox", f"{root}/bin/sh")
+    os.symlink("t" * 200, f"{root}/usr/long-target")
+    os.symlink("../etc", f"{root}/bin/etc-link")
+    os.link(f"{root}/bin/busybox", f"{root}/bin/ls")
+    os.mkfifo(f"{root}/etc/fifo", 0o640)
+    os.makedirs(f"{root}/tmp")
+    os.chmod(f"{root}/tmp", 0o1777)
+    os.makedirs(f"{root}/empty/deep/er")
+    os.setxattr(f"{root}/etc/hostname", "user.note", b"\x00binary\xff")
+    os.utime(f"{root}/bin/sh", ns=(NS + 4, NS + 4), follow_symlinks=False)
+    for d in ("etc", "bin", "usr/share", "usr", "tmp", "empty/deep/er", "empty/deep", "empty"):
+        os.utime(f"{root}/{d}", ns=(NS + 5, NS + 5))
+
+
+# -- round trips ----------------------------------------------------------------------------
+
+
+def test_overlay_diff_then_apply_reproduces_the_tree(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    os.makedirs(src)
+    os.makedirs(dst)
+    make_sample_tree(src)
+    data = overlay_tar(src)
+    reader = HashingReader(data)
+    assert apply_layer(reader, dst) == len(data)  # type: ignore[arg-type]
+    assert reader.sha.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert snapshot(dst) == snapshot(src)
+    assert inode_groups(dst) == {frozenset({"bin/busybox", "bin/ls"})}
+
+
+def test_tar_format(tmp_path):
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    make_sample_tree(src)
+    data = overlay_tar(src)
+    assert data == overlay_tar(src)  # deterministic
+    got = names(data)
+    assert got == [
+        "bin/",
+        "bin/busybox",
+        "bin/etc-link",
+        "bin/ls",
+        "bin/sh",
+        "bin/su",
+        "empty/",
+        "empty/deep/",
+        "empty/deep/er/",
+        "etc/",
+        "etc/fifo",
+        "etc/hostname",
+        "tmp/",
+        "usr/",
+        "usr/long-target",
+        "usr/share/",
+        "usr/share/big",
+        "usr/share/" + "l" * 150,
+    ]
+    by_name = {m.name: m for m in members(data)}
+    assert by_name["bin/ls"].islnk() and by_name["bin/ls"].linkname == "bin/busybox"
+    assert by_name["bin/sh"].issym() and by_name["bin/sh"].linkname == "/bin/busybox"
+    assert by_name["bin/su"].mode == 0o4755 and by_name["tmp"].mode == 0o1777
+    assert by_name["etc/fifo"].isfifo()
+    hostname = by_name["etc/hostname"]
+    assert hostname.pax_headers["mtime"] == "1700000000.123456789"
+    assert hostname.uname == "" and hostname.gname == ""
+    assert hostname.pax_headers["SCHILY.xattr.user.note"].encode("utf-8", "surrogateescape") == (
+        b"\x00binary\xff"
+    )
+    assert len(data) % 512 == 0 and data.endswith(bytes(1024))
+
+
+def test_gnu_tar_reads_our_tars(tmp_path):
+    gnu = shutil.which("tar")
+    if gnu is None:
+        pytest.skip("GNU tar not installed")
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    make_sample_tree(src)
+    (tmp_path / "layer.tar").write_bytes(overlay_tar(src))
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run([gnu, "-xf", str(tmp_path / "layer.tar"), "-C", str(out)], check=True)
+    assert sorted(listing(str(out))) == sorted(listing(src))
+    assert (out / "usr/share/big").read_bytes() == (tmp_path / "src/usr/share/big").read_bytes()
+
+
+def test_apply_reads_stream_to_eof_and_counts_every_byte(tmp_path):
+    data = tar_of(reg("a", b"x")) + bytes(8192)  # tarfile pads to 10 KiB, plus extra zeros
+    reader = HashingReader(data, step=100)
+    root = tmp_path / "root"
+    root.mkdir()
+    assert apply_layer(reader, str(root)) == len(data)  # type: ignore[arg-type]
+    assert reader.pos == len(data)
+    assert reader.sha.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_apply_from_a_pipe(tmp_path):
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    make_sample_tree(src)
+    data = overlay_tar(src)
+    rfd, wfd = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(wfd, "wb") as w:
+            for piece in chunks(data, 4099):
+                w.write(piece)
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    with os.fdopen(rfd, "rb", buffering=0) as r:
+        assert apply_layer(r, str(dst)) == len(data)
+    thread.join()
+    assert snapshot(str(dst)) == snapshot(src)
+
+
+def test_empty_stream_and_empty_tar(tmp_path):
+    assert apply_bytes(b"", str(tmp_path)) == 0
+    assert apply_bytes(bytes(1024), str(tmp_path)) == 1024
+    assert listing(str(tmp_path)) == []
+
+
+# -- metadata --------------------------------------------------------------------------------
+
+
+def test_modes_times_and_implied_parents(tmp_path):
+    data = tar_of(
+        dir_("d", 0o2750, pax={"mtime": "1600000000.5", "atime": "1600000100.25"}),
+        reg("d/f", b"hi", 0o4711, pax={"mtime": "1600000001.000000001"}),
+        sym("d/s", "f", pax={"mtime": "1600000002.2"}),
+        reg("x/y/z", b"implied"),
+        reg("t", b"", 0o644, pax={"mtime": "1600000003.7", "atime": "1500000000"}),
+    )
+    apply_bytes(data, str(tmp_path))
+    d, f, s = (os.lstat(tmp_path / p) for p in ("d", "d/f", "d/s"))
+    assert stat.S_IMODE(d.st_mode) == 0o2750 and stat.S_IMODE(f.st_mode) == 0o4711
+    assert d.st_mtime_ns == 1_600_000_000_500_000_000  # set after d/f and d/s were written
+    assert d.st_atime_ns == 1_600_000_100_250_000_000
+    assert f.st_mtime_ns == 1_600_000_001_000_000_001
+    assert s.st_mtime_ns == 1_600_000_002_200_000_000 and os.readlink(tmp_path / "d/s") == "f"
+    t = os.lstat(tmp_path / "t")
+    assert t.st_atime_ns == t.st_mtime_ns == 1_600_000_003_700_000_000  # atime >= mtime (moby)
+    assert stat.S_IMODE(os.lstat(tmp_path / "x").st_mode) == 0o755
+    assert (tmp_path / "x/y/z").read_bytes() == b"implied"
+
+
+def test_user_xattrs_applied(tmp_path):
+    apply_bytes(
+        tar_of(reg("f", b"1", xattrs={"user.a": "b"}), dir_("d", xattrs={"user.c": "d"})),
+        str(tmp_path),
+    )
+    assert os.getxattr(tmp_path / "f", "user.a") == b"b"
+    assert os.getxattr(tmp_path / "d", "user.c") == b"d"
+
+
+def test_overlay_internal_xattrs_are_never_taken_from_a_tar(tmp_path):
+    apply_bytes(
+        tar_of(dir_("d", xattrs={"user.overlay.opaque": "y", "user.ok": "1"})), str(tmp_path)
+    )
+    assert os.listxattr(tmp_path / "d") == ["user.ok"]
+
+
+@pytest.mark.root
+def test_owners_devices_and_privileged_xattrs(tmp_path):
+    require_root("chown, mknod and trusted.*/security.* xattrs")
+    cap = b"\x01\x00\x00\x02" + bytes(16)  # VFS_CAP_REVISION_2, nothing set
+    data = tar_of(
+        dir_("d", uid=1000, gid=1001),
+        reg(
+            "d/f",
+            b"x",
+            0o4755,
+            uid=1234,
+            gid=5678,
+            xattrs={"security.capability": cap.decode("latin-1"), "trusted.t": "v"},
+        ),
+        sym("d/l", "f", uid=42, gid=43),
+        node("dev/null", tarfile.CHRTYPE, 1, 3, 0o666),
+        reg("big-ids", b"", uid=5_000_000, gid=4_000_000),
+        node("dev/loop0", tarfile.BLKTYPE, 7, 0, 0o660),
+    )
+    root = str(tmp_path / "root")
+    os.mkdir(root)
+    apply_bytes(data, root)
+    st = os.lstat(f"{root}/d/f")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 5678, 0o4755)
+    assert os.getxattr(f"{root}/d/f", "security.capability") == cap
+    assert os.getxattr(f"{root}/d/f", "trusted.t") == b"v"
+    assert os.lstat(f"{root}/d/l").st_uid == 42
+    assert os.lstat(f"{root}/d").st_uid == 1000
+    null = os.lstat(f"{root}/dev/null")
+    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3)
+    assert stat.S_ISBLK(os.lstat(f"{root}/dev/loop0").st_mode)
+    assert os.lstat(f"{root}/big-ids").st_uid == 5_000_000
+    # and back out: a diff of that tree carries it all
+    again = tmp_path / "again"
+    again.mkdir()
+    apply_bytes(overlay_tar(root), str(again))
+    assert snapshot(str(again)) == snapshot(root)
+
+
+# -- replacing, hardlinks ---------------------------------------------------------------------
+
+
+def test_later_entries_replace_earlier_ones(tmp_path):
+    data = tar_of(
+        reg("f", b"first"),
+        reg("f", b"second"),
+        dir_("d"),
+        reg("d/keep", b"k"),
+        dir_("d", 0o700),  # a dir over a dir merges
+        reg("x", b"file"),
+        dir_("x"),  # a dir replaces a file
+        dir_("y"),
+        reg("y/inner", b"i"),
+        reg("y", b"now a file"),  # a file replaces a dir and all under it
+        reg("target", b"t"),
+        sym("s", "target"),
+        reg("s", b"not through the link"),  # never writes through the final component
+    )
+    apply_bytes(data, str(tmp_path))
+    assert (tmp_path / "f").read_bytes() == b"second"
+    assert (tmp_path / "d/keep").read_bytes() == b"k"
+    assert stat.S_IMODE(os.stat(tmp_path / "d").st_mode) == 0o700
+    assert (tmp_path / "x").is_dir() and (tmp_path / "y").read_bytes() == b"now a file"
+    assert (tmp_path / "target").read_bytes() == b"t"
+    assert (
+        not (tmp_path / "s").is_symlink()
+        and (tmp_path / "s").read_bytes() == b"not through the link"
+    )
+
+
+def test_hardlinks(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "existing").write_bytes(b"lower")
+    os.symlink("existing", root / "sl")
+    data = tar_of(
+        reg("a/f", b"data", 0o640),
+        link("a/g", "a/f"),
+        link("h", "/a/f"),  # an absolute target is relative to the layer root (kaniko)
+        link("e", "existing"),
+        link("hl", "sl"),  # a hardlink to a symlink is a second name of the symlink
+    )
+    apply_bytes(data, str(root))
+    assert (
+        os.lstat(root / "a/g").st_ino
+        == os.lstat(root / "a/f").st_ino
+        == os.lstat(root / "h").st_ino
+    )
+    assert os.lstat(root / "a/f").st_nlink == 3
+    assert os.lstat(root / "e").st_ino == os.lstat(root / "existing").st_ino
+    assert (
+        os.path.islink(root / "hl") and os.lstat(root / "hl").st_ino == os.lstat(root / "sl").st_ino
+    )
+
+
+def test_gnu_and_ustar_formats_and_long_names(tmp_path):
+    long_name = "d/" + "n" * 150 + "/" + "f" * 120
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        root = tmp_path / str(fmt)
+        root.mkdir()
+        apply_bytes(tar_of(reg(long_name, b"x"), sym("l" * 120, "t" * 150), fmt=fmt), str(root))
+        assert (root / long_name).read_bytes() == b"x"
+        assert os.readlink(root / ("l" * 120)) == "t" * 150
+    root = tmp_path / "ustar"
+    root.mkdir()
+    apply_bytes(tar_of(reg("p" * 90 + "/" + "q" * 90, b"u"), fmt=tarfile.USTAR_FORMAT), str(root))
+    assert (root / ("p" * 90) / ("q" * 90)).read_bytes() == b"u"
+
+
+def test_non_utf8_names_round_trip(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    weird = os.fsdecode(b"caf\xe9-\xff")
+    (src / weird).write_bytes(b"latin1 name")
+    (src / "ünïcödé").write_bytes(b"utf8 name")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    apply_bytes(overlay_tar(str(src)), str(dst))
+    assert sorted(os.listdir(dst)) == sorted(os.listdir(src))
+
+
+# -- whiteouts --------------------------------------------------------------------------------
+
+
+def lower_tree(root: Path) -> None:
+    for rel in ("keep", "gone", "dir/a", "dir/sub/b", "opq/old1", "opq/sub/old2", "opq2/old"):
+        write_file(str(root / rel), rel.encode())
+
+
+def test_whiteouts_delete(tmp_path):
+    lower_tree(tmp_path)
+    data = tar_of(
+        reg(".wh.gone"),
+        reg("dir/.wh.sub"),
+        reg(".wh.missing"),  # nothing to delete: fine
+        dir_("opq"),
+        reg("opq/.wh..wh..opq"),
+        reg("opq/new", b"n"),
+        dir_("opq2"),
+        reg("opq2/-early", b"e"),  # sorts before the marker: written first, must survive
+        dir_("opq2/sub"),
+        reg("opq2/sub/x", b"x"),
+        reg("opq2/.wh..wh..opq"),
+    )
+    apply_bytes(data, str(tmp_path))
+    assert listing(str(tmp_path)) == [
+        "dir",
+        "dir/a",
+        "keep",
+        "opq",
+        "opq/new",
+        "opq2",
+        "opq2/-early",
+        "opq2/sub",
+        "opq2/sub/x",
+    ]
+
+
+def test_whiteout_never_hides_its_own_layer(tmp_path):
+    lower_tree(tmp_path)
+    data = tar_of(
+        reg("added", b"a"),
+        reg(".wh.added"),
+        dir_("dir"),
+        reg("dir/mine", b"m"),
+        reg(".wh.dir"),  # lower content of dir goes, this layer's dir/mine stays
+    )
+    apply_bytes(data, str(tmp_path))
+    assert (tmp_path / "added").read_bytes() == b"a"
+    assert sorted(os.listdir(tmp_path / "dir")) == ["mine"]
+
+
+def test_opaque_at_top_level_and_aufs_metadata_skipped(tmp_path):
+    lower_tree(tmp_path)
+    apply_bytes(
+        tar_of(reg("new"), reg(".wh..wh..opq"), dir_(".wh..wh.plnk"), reg(".wh..wh.plnk/1")),
+        str(tmp_path),
+    )
+    assert listing(str(tmp_path)) == ["new"]
+
+
+@pytest.mark.root
+def test_overlay_whiteouts_recorded_not_applied(tmp_path):
+    require_root("mknod of whiteouts and trusted.overlay.opaque")
+    data = tar_of(
+        reg(".wh.gone", uid=7, gid=8),
+        dir_("opq"),
+        reg("opq/.wh..wh..opq"),
+        reg("opq/new", b"n"),
+        reg("d/.wh.x"),
+        reg("mine", b"m"),
+        reg(".wh.mine"),  # its own entry: stays a file
+    )
+    root = tmp_path / "layer"
+    root.mkdir()
+    apply_bytes(data, str(root), whiteouts="overlay")
+    gone = os.lstat(root / "gone")
+    assert stat.S_ISCHR(gone.st_mode) and gone.st_rdev == 0 and (gone.st_uid, gone.st_gid) == (7, 8)
+    assert stat.S_ISCHR(os.lstat(root / "d/x").st_mode)
+    assert os.getxattr(root / "opq", "trusted.overlay.opaque") == b"y"
+    assert (root / "mine").read_bytes() == b"m"
+    assert not [p for p in listing(str(root)) if ".wh." in p]
+    # and written back out, the same whiteouts come back
+    out = names(overlay_tar(str(root)))
+    assert out == ["d/", "d/.wh.x", ".wh.gone", "mine", "opq/", "opq/.wh..wh..opq", "opq/new"]
+
+
+@pytest.mark.root
+def test_overlay_upper_to_tar(tmp_path):
+    require_root("mknod of whiteouts and trusted.overlay.* xattrs")
+    upper = tmp_path / "upper"
+    (upper / "etc/opaque").mkdir(parents=True)
+    os.setxattr(upper / "etc/opaque", "trusted.overlay.opaque", b"y")
+    os.setxattr(upper / "etc", "trusted.overlay.impure", b"y")
+    os.mknod(upper / "etc/removed", stat.S_IFCHR | 0o600, 0)
+    os.mknod(upper / "etc/real-dev", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    (upper / "etc/opaque/new").write_bytes(b"n")
+    data = overlay_tar(str(upper))
+    assert names(data) == [
+        "etc/",
+        "etc/opaque/",
+        "etc/opaque/.wh..wh..opq",
+        "etc/opaque/new",
+        "etc/real-dev",
+        "etc/.wh.removed",
+    ]
+    for m in members(data):
+        assert not [k for k in m.pax_headers if "overlay" in k]
+    os.setxattr(upper / "etc", "trusted.overlay.redirect", b"/elsewhere")
+    with pytest.raises(DockyardError, match="redirect"):
+        overlay_tar(str(upper))
+
+
+# -- diff of two trees -----------------------------------------------------------------------
+
+
+def test_write_diff_trees_follows_moby_rules(tmp_path):
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    files = {
+        "same": b"s",
+        "changed": b"old",
+        "chmod": b"c",
+        "deleted": b"d",
+        "deldir/a": b"a",
+        "deldir/sub/b": b"b",
+        "quiet/x": b"x",
+        "nest/deep/file": b"f",
+        "typechange": b"t",
+        "link-target-a": b"1",
+    }
+    for root in (lower, upper):
+        for rel, data in files.items():
+            write_file(str(root / rel), data, 0o644, NS)
+        os.symlink("link-target-a", root / "sym")
+        os.utime(root / "sym", ns=(NS, NS), follow_symlinks=False)
+        for d in ("deldir/sub", "deldir", "quiet", "nest/deep", "nest"):
+            os.utime(root / d, ns=(NS, NS))
+    write_file(str(upper / "changed"), b"new", 0o644, NS + 1000)
+    os.chmod(upper / "chmod", 0o600)
+    os.remove(upper / "deleted")
+    shutil.rmtree(upper / "deldir")
+    write_file(str(upper / "nest/deep/added/new"), b"new")
+    os.remove(upper / "typechange")
+    (upper / "typechange").mkdir()
+    (upper / "typechange/inner").write_bytes(b"i")
+    os.remove(upper / "sym")
+    os.symlink("link-target-b", upper / "sym")  # same length, same mtime: target compared
+    os.utime(upper / "sym", ns=(NS, NS), follow_symlinks=False)
+    os.utime(upper / "quiet", ns=(NS + 999, NS + 999))  # a dir's mtime alone is no change
+    data = trees_tar(str(lower), str(upper))
+    assert names(data) == [
+        "changed",
+        "chmod",
+        ".wh.deldir",
+        ".wh.deleted",
+        "nest/",
+        "nest/deep/",
+        "nest/deep/added/",
+        "nest/deep/added/new",
+        "sym",
+        "typechange/",
+        "typechange/inner",
+    ]
+    applied = tmp_path / "applied"
+    applied.mkdir()
+    apply_bytes(overlay_tar(str(lower)), str(applied))
+    apply_bytes(data, str(applied))
+    assert snapshot(str(applied), dir_mtimes=False) == snapshot(str(upper), dir_mtimes=False)
+
+
+def test_write_diff_trees_hardlinks_and_identical_trees(tmp_path):
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    write_file(str(upper / "a"), b"same inode")
+    os.link(upper / "a", upper / "b")
+    data = trees_tar(str(lower), str(upper))
+    assert [(m.name, m.type) for m in members(data)] == [
+        ("a", tarfile.REGTYPE),
+        ("b", tarfile.LNKTYPE),
+    ]
+    assert trees_tar(str(upper), str(upper)) == bytes(1024)
+
+
+def test_write_to_a_real_file_uses_the_same_bytes(tmp_path):
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    make_sample_tree(src)
+    with open(tmp_path / "out.tar", "wb") as f:  # the sendfile path
+        f.write(b"prefix")
+        write_diff_overlay(src, f)
+        f.write(b"suffix")
+    assert (tmp_path / "out.tar").read_bytes() == b"prefix" + overlay_tar(src) + b"suffix"
+
+
+# -- property: diff then apply reproduces the upper tree --------------------------------------
+
+_names = st.sampled_from(["a", "b", "c", ".hidden", "dée"])
+_leaf = st.one_of(
+    st.tuples(st.just("file"), st.binary(max_size=64), st.sampled_from([0o644, 0o755, 0o600])),
+    st.tuples(st.just("link"), st.sampled_from(["a", "./b", "/abs/x", "c/d"]), st.just(0)),
+)
+_tree = st.recursive(
+    _leaf,
+    lambda children: st.tuples(
+        st.just("dir"),
+        st.dictionaries(_names, children, max_size=4),
+        st.sampled_from([0o755, 0o700]),
+    ),
+    max_leaves=12,
+)
+_root_tree = st.dictionaries(_names, _tree, max_size=5)
+
+
+def _materialize(root: str, tree: dict) -> None:  # type: ignore[type-arg]
+    for name, (kind, body, mode) in tree.items():
+        path = os.path.join(root, name)
+        if kind == "file":
+            # same content <=> same mtime, so moby's metadata rules see every content change
+            write_file(path, body, mode, 1_600_000_000 * 10**9 + zlib.crc32(body) * 1000 + 1)
+        elif kind == "link":
+            os.symlink(body, path)
+        else:
+            os.mkdir(path)
+            _materialize(path, body)
+            os.chmod(path, mode)
+
+
+@given(_root_tree, _root_tree)
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_diff_then_apply_reproduces_upper(lower_spec, upper_spec):
+    with tempfile.TemporaryDirectory() as tmp:
+        lower, upper, result = (os.path.join(tmp, n) for n in ("lower", "upper", "result"))
+        for d in (lower, upper, result):
+            os.mkdir(d)
+        _materialize(lower, lower_spec)
+        _materialize(upper, upper_spec)
+        apply_bytes(overlay_tar(lower), result)
+        apply_bytes(trees_tar(lower, upper), result)
+        assert snapshot(result, dir_mtimes=False) == snapshot(upper, dir_mtimes=False)
+        assert trees_tar(result, upper) == bytes(1024)  # nothing left to diff
