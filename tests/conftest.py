@@ -51,7 +51,7 @@ class Daemon:
         result = subprocess.run(
             [str(VENV_BIN / "dockyard"), *args],
             env=self.env(),
-            input=input,
+            input=input if input is not None else b"",  # never the test runner's stdin
             capture_output=True,
             timeout=300,
         )
@@ -65,7 +65,7 @@ class Daemon:
         self, *args: str, input: bytes | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
         result = subprocess.run(
-            ["docker", *args], env=self.env(), input=input, capture_output=True, timeout=300
+            ["docker", *args], env=self.env(), input=input if input is not None else b"", capture_output=True, timeout=300
         )
         if check and result.returncode != 0:
             raise AssertionError(

@@ -151,7 +151,7 @@ def test_before_and_since_filters(d: Daemon) -> None:
     assert ids(d, "--filter", "since=order/middle", "order/*") == [last]
     assert ids(d, "--filter", "since=order/first", "--filter", "before=order/last") == [middle]
     # By ID (prefix) too.
-    assert ids(d, "--filter", f"before={last[7:19]}", "order/*") == [middle, first]
+    assert set(ids(d, "--filter", f"before={last[7:19]}", "order/*")) == {middle, first}
     code, _, err = fails(d, "images", "--filter", "before=order/nosuch")
     assert code == 1
     assert err == "Error response from daemon: No such image: order/nosuch:latest\n"
@@ -175,7 +175,11 @@ def test_format_json_template_and_table(d: Daemon) -> None:
     # -q ignores a non-table format? No: docker prints the template when --format is given.
     assert out(d, "images", "-q", "--format", "{{.Tag}}", "fmt/app") == "v2\n"
     code, _, err = fails(d, "images", "--format", "{{.Nope}}", "fmt/app")
-    assert code == 1 and "Nope" in err
+    assert (code, err) == (
+        1,
+        'template parsing error: template: :1:2: executing "" at <.Nope>: '
+        "can't evaluate field Nope in type *formatter.imageContext\n",
+    )
 
 
 def test_digests_column(d: Daemon) -> None:

@@ -91,17 +91,47 @@ def test_open_decompressed_round_trip(blob, step, threaded):
         assert reader.read(10) == b""
 
 
+class Broken(Trickle):
+    """A connection that drops after some bytes."""
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos > 50_000:
+            raise ConnectionResetError("peer went away")
+        return super().read(n)
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+@pytest.mark.parametrize("blob", [gzip.compress(DATA), zstd(DATA)], ids=["gzip", "zstd"])
+def test_errors_of_the_source_are_not_called_corrupt_data(blob, threaded):
+    reader = open_decompressed(Broken(blob, 4096), threaded=threaded)  # type: ignore[arg-type]
+    with pytest.raises(ConnectionResetError, match="peer went away"):
+        read_all(reader)
+    reader.close()
+
+
+def _wait_for_threads(count: int) -> int:
+    for _ in range(200):
+        if threading.active_count() == count:
+            break
+        threading.Event().wait(0.02)
+    return threading.active_count()
+
+
+def test_an_abandoned_reader_stops_its_thread():
+    before = threading.active_count()
+    reader = open_decompressed(Trickle(gzip.compress(DATA * 20), 1 << 16))  # type: ignore[arg-type]
+    reader.read(10)
+    del reader  # never closed: collecting it stops the thread
+    assert _wait_for_threads(before) == before
+
+
 def test_closing_early_stops_the_helper_thread():
     source = Trickle(gzip.compress(DATA * 20), 1 << 16)
     before = threading.active_count()
     reader = open_decompressed(source)  # type: ignore[arg-type]
     assert reader.read(100) == DATA[:100]
     reader.close()
-    for _ in range(100):
-        if threading.active_count() == before:
-            break
-        threading.Event().wait(0.02)
-    assert threading.active_count() == before
+    assert _wait_for_threads(before) == before
     assert source.pos < len(source.data)  # it stopped reading
 
 
@@ -136,6 +166,11 @@ def _window_too_big() -> bytes:
         pytest.param(gzip.compress(DATA)[:-10], "invalid gzip", id="gzip-truncated"),
         pytest.param(gzip.compress(DATA)[:100], "invalid gzip", id="gzip-truncated-early"),
         pytest.param(b"\x1f\x8b" + b"x" * 100, "invalid gzip", id="gzip-garbage"),
+        pytest.param(
+            gzip.compress(DATA)[:20] + b"\xff" * 20 + gzip.compress(DATA)[40:],
+            "invalid gzip",
+            id="gzip-corrupt-deflate",
+        ),
         pytest.param(gzip.compress(DATA) + b"trailing", "invalid gzip", id="gzip-trailing"),
         pytest.param(zstd(DATA)[:-10], "invalid zstd", id="zstd-truncated"),
         pytest.param(zstd(DATA)[:6], "invalid zstd", id="zstd-truncated-header"),

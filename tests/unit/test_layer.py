@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from dockyard.errors import DockyardError
 from dockyard.image.layer import apply_layer, write_diff_overlay, write_diff_trees
+from dockyard.image.tarstream import DIR, END_OF_ARCHIVE, REG, TarHeader, encode_header
 from tests.unit.test_hostile_tars import (
     chunks,
     dir_,
@@ -204,6 +205,30 @@ def test_apply_from_a_pipe(tmp_path):
         assert apply_layer(r, str(dst)) == len(data)
     thread.join()
     assert snapshot(str(dst)) == snapshot(src)
+
+
+def test_a_failing_stream_keeps_its_error(tmp_path):
+    class Dropped(HashingReader):
+        def read(self, n: int = -1) -> bytes:
+            if self.pos >= 2048:
+                raise ConnectionResetError("peer went away")
+            return super().read(n)
+
+    data = tar_of(reg("a", b"x"), reg("b", b"y" * 5000))
+    with pytest.raises(ConnectionResetError):
+        apply_layer(Dropped(data, 1024), str(tmp_path))  # type: ignore[arg-type]
+    assert listing(str(tmp_path)) == []
+
+
+def test_many_entries(tmp_path):
+    parts = [encode_header(TarHeader(name=f"d{i}", type=DIR, mode=0o755)) for i in range(50)]
+    parts += [
+        encode_header(TarHeader(name=f"d{i % 50}/f{i}", type=REG, mode=0o644))
+        for i in range(30_000)
+    ]
+    data = b"".join(parts) + END_OF_ARCHIVE
+    assert apply_bytes(data, str(tmp_path)) == len(data)
+    assert sum(len(os.listdir(tmp_path / f"d{i}")) for i in range(50)) == 30_000
 
 
 def test_empty_stream_and_empty_tar(tmp_path):
@@ -601,7 +626,7 @@ def _materialize(root: str, tree: dict) -> None:  # type: ignore[type-arg]
 
 
 @given(_root_tree, _root_tree)
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_diff_then_apply_reproduces_upper(lower_spec, upper_spec):
     with tempfile.TemporaryDirectory() as tmp:
         lower, upper, result = (os.path.join(tmp, n) for n in ("lower", "upper", "result"))

@@ -76,8 +76,11 @@ class LayerStore:
         root = self.snapshots.prepare(key, parent)
         blob: Ingest = self.blobs.writer()
         try:
-            with compression.compressing_writer(blob) as gz:
-                tee = _Tee(compression.open_decompressed(stream), gz)
+            with (
+                compression.compressing_writer(blob) as gz,
+                compression.open_decompressed(stream) as plain,
+            ):
+                tee = _Tee(plain, gz)
                 reader = io.BufferedReader(tee, CHUNK)
                 apply_layer(reader, root, whiteouts="overlay")
                 while reader.read(CHUNK):
@@ -116,7 +119,8 @@ class LayerStore:
         if record is None:
             raise InvalidArchive(f"layer {chain_id} does not exist")
         with self.blobs.open(record.blob) as raw:
-            yield compression.open_decompressed(raw)
+            with compression.open_decompressed(raw) as plain:
+                yield plain
 
     def driver_data(self, chain_id: str) -> dict[str, str]:
         """GraphDriver.Data as docker's overlay2 reports it for an image's top layer."""

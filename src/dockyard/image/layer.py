@@ -413,6 +413,8 @@ def apply_layer(
             total = reader.finish()
             applier.finish_dirs()
         except OSError as e:
+            if e is reader.stream_error:
+                raise  # reading the stream failed (a dropped connection): not our message
             where = f"tar entry {h.name!r}" if h is not None else "layer"
             if e.errno in _ARCHIVE_ERRNOS:
                 raise InvalidArchive(f"{where}: {e.strerror or e}") from e

@@ -5,7 +5,8 @@ component, so the same code is tested exhaustively on a dict and used on a real 
 
 The rules (as moby's archive package has them):
 - a member name is cleaned lexically; absolute names, names that climb out (`..`) and names with
-  NUL are refused; the root itself (`./`) is skipped;
+  NUL are refused (docker strips a leading `/` instead: one line to change here if a real
+  image needs it); the root itself (`./`) is skipped;
 - a hardlink target is cleaned the same way (a leading `/` means the layer root, as kaniko
   writes them) and must stay inside;
 - a relative symlink target, joined to the link's directory and cleaned, must stay inside;
@@ -34,9 +35,9 @@ def member_path(name: str) -> str | None:
 
     Raises InvalidArchive for names with NUL, absolute names and names that escape the root.
     """
-    if name and "/." not in name and "//" not in name and name[0] not in "./":
-        if "\x00" not in name:  # already clean (the common case): skip normpath
-            return name.rstrip("/")
+    clean = "/." not in name and "//" not in name and "\x00" not in name
+    if clean and name and name[0] not in "./":  # the common case: normpath would not change it
+        return name.rstrip("/")
     if "\x00" in name:
         raise InvalidArchive(f"invalid tar entry name {name!r}: contains NUL")
     if name.startswith("/"):

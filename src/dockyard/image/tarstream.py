@@ -134,10 +134,15 @@ class TarReader:
         self._offset = 0  # archive offset of the next header (for messages)
         self._entry = ""
         self._done = False
+        self.stream_error: BaseException | None = None
 
     # -- buffer -----------------------------------------------------------------------------
     def _fill(self) -> bool:
-        data = self._stream.read(self._chunk)
+        try:
+            data = self._stream.read(self._chunk)
+        except BaseException as e:
+            self.stream_error = e  # the stream's own failure, not the archive's
+            raise
         if not data:
             return False
         self.bytes_read += len(data)
