@@ -8,9 +8,13 @@ against moby's image service and tarexport).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
+import os
 import re
+import signal
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +38,6 @@ def write(path: Path, data: bytes) -> Path:
 
 
 def layer_diff_id(data: bytes) -> str:
-    import hashlib
-
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -562,6 +564,95 @@ def test_load_bad_archives_store_nothing(fresh_daemon, busybox_tar, tmp_path):
     assert inspect(d, "app:v1")["RootFS"]["Layers"] == [layer_diff_id(app)]
 
 
+def _chain_archive(tag: str, parent_step: str = "") -> tuple[bytes, str, str, list[bytes]]:
+    """A docker-archive as a legacy `docker build` leaves it saved with its intermediate image:
+    the child's manifest entry names its parent. Returns (archive, parent ID, child ID, layers).
+    `parent_step` replaces the parent's own history entry (so it is no longer the child's)."""
+    layers = [layer_tar({"base": b"base"}), layer_tar({"top": b"2"})]
+    history = [
+        {"created": "2024-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file:x in /"},
+        {"created": "2024-01-01T00:00:01Z", "created_by": "/bin/sh -c echo 2 > /top"},
+    ]
+
+    def config(n: int, steps: list[dict]) -> bytes:
+        return json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "created": steps[n - 1]["created"],
+                "config": {"Cmd": ["sh"]},
+                "rootfs": {"type": "layers", "diff_ids": [layer_diff_id(x) for x in layers[:n]]},
+                "history": steps[:n],
+            }
+        ).encode()
+
+    own = [{**history[0], "created_by": parent_step}] if parent_step else history
+    parent, child = config(1, own), config(2, history)
+    parent_id, child_id = layer_diff_id(parent), layer_diff_id(child)
+    manifest = [
+        {"Config": f"{parent_id[7:]}.json", "RepoTags": None, "Layers": ["l1/layer.tar"]},
+        {
+            "Config": f"{child_id[7:]}.json",
+            "RepoTags": [tag],
+            "Layers": ["l1/layer.tar", "l2/layer.tar"],
+            "Parent": parent_id,
+        },
+    ]
+    files = {
+        f"{parent_id[7:]}.json": parent,
+        f"{child_id[7:]}.json": child,
+        "l1/layer.tar": layers[0],
+        "l2/layer.tar": layers[1],
+        "manifest.json": json.dumps(manifest).encode(),
+    }
+    return layer_tar(files), parent_id, child_id, layers
+
+
+def test_load_keeps_parent_links(fresh_daemon, tmp_path):
+    d = fresh_daemon
+    archive, parent, child, layers = _chain_archive("chain:child")
+    out = d.docker("load", input=archive).stdout.decode()
+    assert out.splitlines()[-1] == "Loaded image: chain:child"
+    assert inspect(d, "chain:child")["Parent"] == parent
+    # The parent is an intermediate image: hidden unless -a, and not dangling.
+    assert d.docker("images", "-q", "--no-trunc").stdout.decode().split() == [child]
+    assert sorted(d.docker("images", "-aq", "--no-trunc").stdout.decode().split()) == sorted(
+        [child, parent]
+    )
+    assert d.docker("images", "-q", "--filter", "dangling=true").stdout == b""
+    history = d.docker("history", "-q", "--no-trunc", "chain:child").stdout.decode().split()
+    assert history == [child, parent]
+    for force in ([], ["-f"]):
+        err = failed(d.docker("rmi", *force, parent[7:19], check=False))
+        assert err == (
+            f"Error response from daemon: conflict: unable to delete {parent[7:19]} "
+            "(cannot be forced) - image has dependent child images\n"
+        )
+    # Saving both keeps the link; loading that elsewhere restores it.
+    resaved = d.docker("save", "chain:child", parent).stdout
+    by_config = {m["Config"].rsplit("/", 1)[-1]: m for m in _manifest(resaved)}
+    assert by_config[child[7:]]["Parent"] == parent
+    assert "Parent" not in by_config[parent[7:]]
+    # Removing the child prunes the parent, layer by layer, as docker reports it.
+    top_chain = layer_diff_id(f"{layer_diff_id(layers[0])} {layer_diff_id(layers[1])}".encode())
+    assert d.docker("rmi", "chain:child").stdout.decode() == (
+        f"Untagged: chain:child\nDeleted: {child}\nDeleted: {top_chain}\n"
+        f"Deleted: {parent}\nDeleted: {layer_diff_id(layers[0])}\n"
+    )
+    assert image_state(d) == ([], [])
+    d.docker("load", input=resaved)
+    assert inspect(d, "chain:child")["Parent"] == parent
+
+
+def test_load_rejects_an_invalid_parent(fresh_daemon):
+    d = fresh_daemon
+    archive, parent, child, _ = _chain_archive("chain:child", parent_step="something else")
+    err = failed(d.docker("load", input=archive, check=False))
+    assert err == f"image {parent} is not a valid parent for {child}\n"
+    assert image_state(d) == ([], [])
+    assert store_files(d)["snapshots"] == []
+
+
 # -- prune ---------------------------------------------------------------------------------------
 def test_image_prune(fresh_daemon, tmp_path):
     d = fresh_daemon
@@ -592,3 +683,31 @@ def test_image_prune(fresh_daemon, tmp_path):
     assert image_state(d) == ([], [])
     assert store_files(d)["blobs"] == []
     assert store_files(d)["snapshots"] == []
+
+
+def test_a_client_leaving_mid_save_does_not_wedge_the_daemon(fresh_daemon, tmp_path):
+    d = fresh_daemon
+    big = write(tmp_path / "big.tar", layer_tar({"blob": os.urandom(24 << 20)}))
+    import_image(d, big, "big:latest")
+    # `docker save | head`: the CLI exits after the first bytes, the daemon's writes then fail
+    # (at varying points; a few rounds once wedged the event loop).
+    for _ in range(int(os.environ.get('E2E_ROUNDS', '12'))):
+        save = subprocess.Popen(
+            ["docker", "save", "big:latest"],
+            env=d.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert save.stdout.read(1000)
+        save.stdout.close()
+        try:
+            save.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            save.kill()
+            save.wait()
+            raise AssertionError("docker save hung: the daemon stopped answering") from None
+    assert d.docker("images", "-q", "big").stdout.decode().strip()
+    assert len(d.docker("save", "big:latest").stdout) > 24 << 20
+    # And it still stops on SIGTERM.
+    d.process.send_signal(signal.SIGTERM)
+    assert d.process.wait(timeout=20) == 0

@@ -149,6 +149,8 @@ async def save_images(request: web.Request) -> web.StreamResponse:
         await run_sync(out.flush)
     except DockyardError as exc:
         await response.write(json_error(exc.message))
+    except ConnectionError:  # the client went away (`save | head`): nobody to tell
+        return response
     await response.write_eof()
     return response
 

@@ -65,16 +65,34 @@ class ResponseWriter(io.RawIOBase):
         self._response = response
         self._loop = loop
         self.written = 0
+        self.broken = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         chunk = bytes(data)
-        if chunk:
+        if not chunk or self.broken:  # after a failed write (client gone) the rest is dropped
+            return len(chunk)
+        if _on_loop_thread(self._loop):
+            # Only the finaliser of a writer abandoned after an error flushes from here; waiting
+            # on the loop from the loop's own thread would hang the whole daemon.
+            self.broken = True
+            return len(chunk)
+        try:
             asyncio.run_coroutine_threadsafe(self._response.write(chunk), self._loop).result()
-            self.written += len(chunk)
+        except BaseException:
+            self.broken = True
+            raise
+        self.written += len(chunk)
         return len(chunk)
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def response_writer(response: web.StreamResponse) -> io.BufferedWriter:

@@ -211,7 +211,11 @@ class Client:
                 head.append(f"Content-Length: {len(body)}")
                 sock.sendall(("\r\n".join([*head, "", ""])).encode() + body)
             else:
-                self._send_stream(sock, head, body)
+                try:
+                    self._send_stream(sock, head, body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The daemon answered (an error) before taking the whole body: read it.
+                    pass
             response = Response(sock, _Reader(sock), method)
         except OSError as exc:
             sock.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from dockyard.image.archive import (
     read_archive,
     write_save_archive,
 )
-from dockyard.image.model import chain_ids
+from dockyard.image.model import chain_ids, parse_rfc3339
 from dockyard.image.store import ImageStore, LayerRecord
 
 from .images import ImageService, no_such_image
@@ -130,6 +131,7 @@ class ArchiveService:
             if not images:
                 raise InvalidArchive("invalid archive: it contains no images")
             targets = [[_parse_tag(tag) for tag in image.repo_tags] for image in images]
+            parents = _parent_links(images)
             layer_sets: list[list[LayerRecord]] = []
             for image in images:
                 parent: str | None = None
@@ -139,7 +141,7 @@ class ArchiveService:
                     layers.append(record)
                     parent = record.chain_id
                 layer_sets.append(layers)
-            return self._record(images, layer_sets, targets)
+            return self._record(images, layer_sets, targets, parents)
         except BaseException:
             self._forget(added)
             raise
@@ -171,11 +173,12 @@ class ArchiveService:
         images: list[Any],
         layer_sets: list[list[LayerRecord]],
         targets: list[list[reference.Reference]],
+        parents: list[str | None],
     ) -> list[str]:
         messages: list[str] = []
-        for image, layers, tags in zip(images, layer_sets, targets, strict=True):
+        for image, layers, tags, parent in zip(images, layer_sets, targets, parents, strict=True):
             previous = {tag: self.store.resolve(str(tag.with_default_tag())) for tag in tags}
-            image_id = self.images.add_image(image.config, layers, targets=tags)
+            image_id = self.images.add_image(image.config, layers, targets=tags, parent=parent)
             if not tags:
                 messages.append(f"Loaded image ID: {image_id}")
             for tag in tags:
@@ -205,4 +208,45 @@ def _parse_tag(text: str) -> reference.Reference:
         raise InvalidArchive(f'invalid tag "{text}"') from None
     if parsed.tag is None:
         raise InvalidArchive(f'invalid tag "{text}"')
+    reference.check_tag_name(parsed)  # before any layer is stored
     return parsed
+
+
+def _parent_links(images: list[Any]) -> list[str | None]:
+    """Each image's parent, as moby's load sets it (validatedParentLinks, checkValidParent): a
+    docker-archive `Parent` counts only when that image is in the same archive, and must then be
+    a valid parent. Checked before any layer is stored."""
+    configs = {image.image_id: json.loads(image.config) for image in images}
+    links: list[str | None] = []
+    for image in images:
+        parent = image.parent
+        if parent is None or parent == image.image_id or parent not in configs:
+            links.append(None)
+        elif _valid_parent(configs[image.image_id], configs[parent]):
+            links.append(parent)
+        else:
+            raise InvalidArchive(f"image {parent} is not a valid parent for {image.image_id}")
+    return links
+
+
+def _valid_parent(child: dict[str, Any], parent: dict[str, Any]) -> bool:
+    """The parent's history is the child's but for one last entry (creation times compared as
+    instants, as moby does)."""
+    child_history, parent_history = child.get("history") or [], parent.get("history") or []
+    if not child_history and not parent_history:
+        return True
+    if len(child_history) - len(parent_history) != 1:
+        return False
+
+    def entry(item: Any) -> tuple[Any, ...]:
+        if not isinstance(item, dict):
+            return (item,)
+        created = item.get("created")
+        try:
+            when: Any = parse_rfc3339(created) if created else None
+        except (TypeError, ValueError):
+            when = created
+        fields = ("author", "created_by", "comment")
+        return (when, *(item.get(k) or "" for k in fields), bool(item.get("empty_layer")))
+
+    return all(entry(p) == entry(c) for p, c in zip(parent_history, child_history, strict=False))

@@ -91,6 +91,8 @@ class ImageService:
     ) -> str:
         """`POST /images/create?fromSrc=-`: one layer from a (compressed) tar, a new config."""
         target = reference.parse_repo_tag(repo, tag)
+        if target is not None:
+            reference.check_tag_name(target)  # before the layer is stored, not after
         os_name, arch = _platform(platform)
         container_config = apply_changes({}, changes or [])
         layer = self.layers.ingest(stream, None)

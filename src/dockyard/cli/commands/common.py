@@ -28,8 +28,15 @@ INSPECT_FORMAT_HELP = (
 )
 
 
+def check_filter(value: str) -> str:
+    """docker's FilterOpt.Set: a bad filter is a flag error (usage shown, exit 125)."""
+    if "=" not in value:
+        raise ValueError("bad format of filter (expected name=value)")
+    return value
+
+
 def filter_flag(help: str = "Filter output based on conditions provided") -> Flag:
-    return Flag("filter", "f", "list", help=help, metavar="filter")
+    return Flag("filter", "f", "list", help=help, metavar="filter", convert=check_filter)
 
 
 def filters_json(values: list[str], extra: dict[str, list[str]] | None = None) -> str | None:
@@ -80,11 +87,14 @@ def write_items(
     items: list[dict[str, Any]],
     headers: dict[str, str],
     default_table: str,
+    type_name: str | None = None,
 ) -> None:
     from dockyard.cli.gotemplate import TemplateError, render_items
 
     try:
-        ctx.out.write(render_items(fmt, items, headers, default_table=default_table))
+        ctx.out.write(
+            render_items(fmt, items, headers, default_table=default_table, type_name=type_name)
+        )
     except TemplateError as exc:
         raise CLIError(str(exc)) from None
 
@@ -112,7 +122,7 @@ def inspect_output(ctx: Context, fmt: str, elements: list[Any], errors: list[str
         try:
             template = parse(fmt)
         except TemplateError as exc:
-            raise CLIError(str(exc), 64) from None
+            raise CLIError(f"template parsing error: {exc}", 64) from None
         chunks = []
         for element in elements:
             try:

@@ -9,6 +9,7 @@ from dockyard.cli.flags import Flag
 from .common import (
     FORMAT_HELP,
     INSPECT_FORMAT_HELP,
+    check_filter,
     confirm,
     ellipsis,
     filter_flag,
@@ -109,7 +110,7 @@ def run_list(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     if fmt.startswith("table") and opts["digests"] and "{{.Digest}}" not in fmt and fmt != "table":
         fmt += "\t{{.Digest}}"
     default = IMAGE_TABLE_DIGEST if opts["digests"] else IMAGE_TABLE
-    write_items(ctx, fmt, rows, IMAGE_HEADERS, default)
+    write_items(ctx, fmt, rows, IMAGE_HEADERS, default, "*formatter.imageContext")
     return 0
 
 
@@ -130,7 +131,17 @@ LIST = Command(
 
 
 def run_tag(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
+    from dockyard import reference
+
     source, target = args
+    # docker's client.ImageTag checks both names before it asks the daemon.
+    for name, parse in ((source, reference.parse_any), (target, reference.parse_normalized)):
+        try:
+            parse(name)
+        except reference.InvalidReference as exc:
+            raise CLIError(
+                f'Error parsing reference: "{name}" is not a valid repository/tag: {exc.message}'
+            ) from None
     repo, tag = _split_familiar(target, ":")
     if "@" in target:
         raise CLIError("refusing to create a tag with a digest reference")
@@ -220,7 +231,8 @@ def run_history(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     if opts["quiet"] and fmt in ("", "table"):
         ctx.out.write("".join(r["ID"] + "\n" for r in rows))
         return 0
-    write_items(ctx, fmt, rows, HISTORY_HEADERS, HISTORY_TABLE if human else HISTORY_TABLE_RAW)
+    default = HISTORY_TABLE if human else HISTORY_TABLE_RAW
+    write_items(ctx, fmt, rows, HISTORY_HEADERS, default, "*image.historyContext")
     return 0
 
 
@@ -254,6 +266,9 @@ HISTORY = Command(
 def _inspect_images(ctx: Context, names: list[str], fmt: str, not_found: str | None) -> int:
     elements, errors = [], []
     for name in names:
+        if not name:  # docker's client refuses an empty name before asking
+            errors.append((not_found or "Error: No such image: {name}").format(name=name))
+            continue
         try:
             elements.append(ctx.client.get_json(f"/images/{name}/json"))
         except APIError as exc:
@@ -326,7 +341,8 @@ PRUNE = Command(
     "Remove unused images",
     [
         Flag("all", "a", help="Remove all unused images, not just dangling ones"),
-        Flag("filter", kind="list", help='Provide filter values (e.g. "until=<timestamp>")', metavar="filter"),
+        Flag("filter", kind="list", help='Provide filter values (e.g. "until=<timestamp>")', metavar="filter",
+             convert=check_filter),
         Flag("force", "f", help="Do not prompt for confirmation"),
     ],
     max_args=0,
