@@ -45,6 +45,11 @@ class Ingest:
     def flush(self) -> None:
         self._file.flush()
 
+    def sync(self) -> None:
+        """Flush and fsync now, so that commit() has little left to do."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
     def commit(self) -> str:
         """Verify, fsync and publish the blob; returns its digest."""
         digest = "sha256:" + self._hash.hexdigest()

@@ -24,9 +24,10 @@ from dockyard.image.archive import (
     write_save_archive,
 )
 from dockyard.image.model import chain_ids, parse_rfc3339
-from dockyard.image.store import ImageStore, LayerRecord
+from dockyard.image.store import LayerRecord
 
 from .images import ImageService, no_such_image
+from .layers import LayerSession
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,6 @@ class ArchiveService:
         """Load every image in the archive; returns docker's result lines."""
         os.makedirs(self.tmp_root, exist_ok=True)
         staging = tempfile.mkdtemp(prefix="load-", dir=self.tmp_root)
-        added: list[LayerRecord] = []
         try:
             extract_archive(stream, staging)
             images = read_archive(staging)
@@ -132,38 +132,36 @@ class ArchiveService:
                 raise InvalidArchive("invalid archive: it contains no images")
             targets = [[_parse_tag(tag) for tag in image.repo_tags] for image in images]
             parents = _parent_links(images)
-            layer_sets: list[list[LayerRecord]] = []
-            for image in images:
-                parent: str | None = None
-                layers: list[LayerRecord] = []
-                for index, layer in enumerate(image.layers):
-                    record = self._load_layer(staging, layer, parent, added, index)
-                    layers.append(record)
-                    parent = record.chain_id
-                layer_sets.append(layers)
-            return self._record(images, layer_sets, targets, parents)
-        except BaseException:
-            self._forget(added)
-            raise
+            # All layers first, then all images: a failure anywhere stores nothing.
+            with self.layers.session() as session:
+                layer_sets: list[list[LayerRecord]] = []
+                for image in images:
+                    parent: str | None = None
+                    layers: list[LayerRecord] = []
+                    for index, layer in enumerate(image.layers):
+                        record = self._load_layer(session, staging, layer, parent, index)
+                        layers.append(record)
+                        parent = record.chain_id
+                    layer_sets.append(layers)
+                return self._record(images, layer_sets, targets, parents)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _load_layer(
-        self, staging: str, layer: Any, parent: str | None, added: list[LayerRecord], index: int
+        self, session: LayerSession, staging: str, layer: Any, parent: str | None, index: int
     ) -> LayerRecord:
         chain = chain_ids([parent, layer.diff_id])[1] if parent else layer.diff_id
-        existing = self.store.layer(chain)
+        existing = session.existing(chain)
         if existing is not None:
             return existing
         path = os.path.join(staging, layer.path)
         with open(path, "rb") as raw:
             hashing = _HashingReader(raw)
             source = io.BufferedReader(hashing, 1 << 20) if layer.digest else raw
-            record = self.layers.ingest(source, parent, expected_diff_id=layer.diff_id, index=index)
+            record = session.ingest(source, parent, expected_diff_id=layer.diff_id, index=index)
             if layer.digest:
                 while source.read(1 << 20):
                     pass
-        added.append(record)
         if layer.digest and "sha256:" + hashing.hash.hexdigest() != layer.digest:
             raise InvalidArchive(f"invalid archive: blob {layer.digest} does not match its digest")
         return record
@@ -190,15 +188,6 @@ class ArchiveService:
                     )
                 messages.append(f"Loaded image: {tag.familiar()}")
         return messages
-
-    def _forget(self, added: list[LayerRecord]) -> None:
-        """Remove layers this load stored that no image uses (top first)."""
-        released = []
-        with self.images.db.tx() as tx:
-            for record in reversed(added):
-                if ImageStore.delete_layer_if_unused(tx, record.chain_id):
-                    released.append(record)
-        self.layers.release(released)
 
 
 def _parse_tag(text: str) -> reference.Reference:

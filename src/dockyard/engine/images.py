@@ -6,6 +6,7 @@ clients see docker's answers (`Untagged:`/`Deleted:` records, `No such image: x:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -95,18 +96,20 @@ class ImageService:
             reference.check_tag_name(target)  # before the layer is stored, not after
         os_name, arch = _platform(platform)
         container_config = apply_changes({}, changes or [])
-        layer = self.layers.ingest(stream, None)
-        now = rfc3339_nano(time.time_ns())
-        config = new_config(
-            diff_ids=[layer.diff_id],
-            created=now,
-            history=[{"created": now, **({"comment": message} if message else {})}],
-            config=container_config,
-            architecture=arch,
-            os_name=os_name,
-            extra={"comment": message} if message else None,
-        )
-        return self.add_image(canonical_json(config), [layer], targets=[target] if target else [])
+        with self.layers.session() as session:
+            layer = session.ingest(stream, None)
+            now = rfc3339_nano(time.time_ns())
+            config = new_config(
+                diff_ids=[layer.diff_id],
+                created=now,
+                history=[{"created": now, **({"comment": message} if message else {})}],
+                config=container_config,
+                architecture=arch,
+                os_name=os_name,
+                extra={"comment": message} if message else None,
+            )
+            targets = [target] if target else []
+            return self.add_image(canonical_json(config), [layer], targets=targets)
 
     def add_image(
         self,
@@ -116,11 +119,12 @@ class ImageService:
         targets: list[reference.Reference] = (),  # type: ignore[assignment]
         parent: str | None = None,
     ) -> str:
-        """Record an image whose layers are stored; tag it. Returns the image ID."""
-        image_id = self.blobs.put(config_bytes)
+        """Record an image whose layers are stored (and leased by the caller's layer session);
+        tag it. Returns the image ID."""
         config = json.loads(config_bytes)
         if [layer.diff_id for layer in layers] != config_diff_ids(config):
             raise InvalidParameter("image config does not match its layers")
+        image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
         created = config.get("created") or ""
         record = ImageRecord(
             id=image_id,
@@ -131,10 +135,17 @@ class ImageService:
             last_tag_time="",
             chain_ids=[layer.chain_id for layer in layers],
         )
-        with self.db.tx() as tx:
-            ImageStore.add_image(tx, record)
-            for target in targets:
-                self._set_tag(tx, target, image_id)
+        with self.layers.lock:  # a concurrent rmi of the same image deletes row and blob together
+            self.blobs.put(config_bytes, expected=image_id)
+            try:
+                with self.db.tx() as tx:
+                    ImageStore.add_image(tx, record)
+                    for target in targets:
+                        self._set_tag(tx, target, image_id)
+            except BaseException:
+                if self.store.get(image_id) is None:
+                    self.blobs.delete(image_id)
+                raise
         return image_id
 
     def _set_tag(self, tx: Any, target: reference.Reference, image_id: str) -> str | None:
@@ -365,14 +376,16 @@ class ImageService:
         image = self.store.get(image_id)
         if image is None:
             return
-        with self.db.tx() as tx:
-            for ref in self.store.refs(image_id):
-                ImageStore.delete_ref(tx, ref.ref)
-                records.append({"Untagged": reference.parse_normalized(ref.ref).familiar()})
-            released = ImageStore.delete_image(tx, image_id)
-        self.config.cache_clear()
-        self.layers.release(released)
-        self.blobs.delete(image_id)
+        # Under the layer lock: an import or load of the same layers waits, or is waited for.
+        with self.layers.lock:
+            with self.db.tx() as tx:
+                for ref in self.store.refs(image_id):
+                    ImageStore.delete_ref(tx, ref.ref)
+                    records.append({"Untagged": reference.parse_normalized(ref.ref).familiar()})
+                released = ImageStore.delete_image(tx, image_id, keep=self.layers.leased())
+            self.config.cache_clear()
+            self.layers.remove_files(released)
+            self.blobs.delete(image_id)
         records.append({"Deleted": image_id})
         records.extend({"Deleted": layer.chain_id} for layer in released)
         if prune and image.parent:

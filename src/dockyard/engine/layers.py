@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,11 @@ class _Tee(io.RawIOBase):
 
 
 class LayerStore:
+    """Layers and their files. `lock` orders the two things that race: storing a layer (or
+    reusing a stored one) and removing layers no image uses. A layer an operation has stored or
+    reused is leased until that operation records its image (see `session`), and removal skips
+    leased layers."""
+
     def __init__(
         self, db: Database, blobs: BlobStore, snapshots: Snapshotter, images: ImageStore
     ) -> None:
@@ -62,16 +68,39 @@ class LayerStore:
         self.blobs = blobs
         self.snapshots = snapshots
         self.images = images
+        self.lock = threading.RLock()
+        self._leases: dict[str, int] = {}
 
-    def ingest(
-        self,
-        stream: BinaryIO,
-        parent: str | None,
-        expected_diff_id: str | None = None,
-        index: int = 0,
-    ) -> LayerRecord:
-        """Store one layer (plain, gzip or zstd tar) on top of chain `parent`; `index` is its
-        position in the image, for the error when its content is not `expected_diff_id`."""
+    @contextmanager
+    def session(self) -> Iterator[LayerSession]:
+        """Layers stored or reused within stay until the block ends; on an error, the ones it
+        stored that no image uses are removed again."""
+        session = LayerSession(self)
+        try:
+            yield session
+        except BaseException:
+            session.close(failed=True)
+            raise
+        session.close(failed=False)
+
+    def leased(self) -> set[str]:
+        with self.lock:
+            return set(self._leases)
+
+    def _lease(self, chain_id: str) -> None:
+        self._leases[chain_id] = self._leases.get(chain_id, 0) + 1
+
+    def _unlease(self, chain_id: str) -> None:
+        left = self._leases.get(chain_id, 0) - 1
+        if left > 0:
+            self._leases[chain_id] = left
+        else:
+            self._leases.pop(chain_id, None)
+
+    def _ingest(
+        self, stream: BinaryIO, parent: str | None, expected_diff_id: str | None, index: int
+    ) -> tuple[LayerRecord, bool]:
+        """Store one layer and lease it; True when it was not stored before."""
         key = TRANSIENT + uuid.uuid4().hex
         root = self.snapshots.prepare(key, parent)
         blob: Ingest = self.blobs.writer()
@@ -91,26 +120,50 @@ class LayerStore:
                     f'invalid diffID for layer {index}: expected "{expected_diff_id}", '
                     f'got "{diff_id}"'
                 )
-            blob_digest = blob.commit()
+            blob.sync()  # the slow part of publishing, outside the lock
             chain_id = diff_id if parent is None else sha256_digest(f"{parent} {diff_id}".encode())
-            record = LayerRecord(
-                chain_id=chain_id,
-                diff_id=diff_id,
-                parent=parent,
-                blob=blob_digest,
-                blob_size=blob.size,
-                media_type=DOCKER_LAYER_GZIP,
-                tar_size=tee.size,
-                size=self.snapshots.usage(key),
-            )
-            self.snapshots.commit(chain_id, key)
+            size = self.snapshots.usage(key)
+            with self.lock:
+                blob_digest = blob.commit()
+                record = LayerRecord(
+                    chain_id=chain_id,
+                    diff_id=diff_id,
+                    parent=parent,
+                    blob=blob_digest,
+                    blob_size=blob.size,
+                    media_type=DOCKER_LAYER_GZIP,
+                    tar_size=tee.size,
+                    size=size,
+                )
+                self.snapshots.commit(chain_id, key)
+                with self.db.tx() as tx:
+                    new = ImageStore.add_layer(tx, record)
+                self._lease(chain_id)
         except BaseException:
             blob.abort()
             self.snapshots.remove(key)
             raise
-        with self.db.tx() as tx:
-            ImageStore.add_layer(tx, record)
-        return self.images.layer(chain_id) or record
+        return (self.images.layer(chain_id) or record), new
+
+    def _existing(self, chain_id: str) -> LayerRecord | None:
+        with self.lock:
+            record = self.images.layer(chain_id)
+            if record is not None:
+                self._lease(chain_id)
+            return record
+
+    def remove_unused(self, candidates: list[LayerRecord]) -> None:
+        """Delete the rows of candidates no image, child layer or lease uses, then their
+        files (top first)."""
+        with self.lock:
+            removed = []
+            with self.db.tx() as tx:
+                for record in reversed(candidates):
+                    if record.chain_id not in self._leases and ImageStore.delete_layer_if_unused(
+                        tx, record.chain_id
+                    ):
+                        removed.append(record)
+            self.remove_files(removed)
 
     @contextmanager
     def open_tar(self, chain_id: str) -> Iterator[BinaryIO]:
@@ -118,9 +171,8 @@ class LayerStore:
         record = self.images.layer(chain_id)
         if record is None:
             raise InvalidArchive(f"layer {chain_id} does not exist")
-        with self.blobs.open(record.blob) as raw:
-            with compression.open_decompressed(raw) as plain:
-                yield plain
+        with self.blobs.open(record.blob) as raw, compression.open_decompressed(raw) as plain:
+            yield plain
 
     def driver_data(self, chain_id: str) -> dict[str, str]:
         """GraphDriver.Data as docker's overlay2 reports it for an image's top layer."""
@@ -134,11 +186,52 @@ class LayerStore:
             data["LowerDir"] = ":".join(lowers)
         return data
 
-    def release(self, records: list[LayerRecord]) -> None:
-        """Remove the snapshots and blobs of layers whose rows are already gone."""
+    def remove_files(self, records: list[LayerRecord]) -> None:
+        """Remove the snapshots and blobs of layers whose rows are already gone (call with
+        `lock` held, in the same critical section that deleted the rows)."""
         for record in records:
             self.snapshots.remove(record.chain_id)
             with self.db.tx() as tx:
                 in_use = ImageStore.blob_in_use(tx, record.blob)
             if not in_use:
                 self.blobs.delete(record.blob)
+
+
+class LayerSession:
+    """The layers one operation (an import, a load) stores or reuses. See LayerStore.session."""
+
+    def __init__(self, store: LayerStore) -> None:
+        self._store = store
+        self._leased: list[str] = []
+        self._added: list[LayerRecord] = []
+
+    def ingest(
+        self,
+        stream: BinaryIO,
+        parent: str | None,
+        expected_diff_id: str | None = None,
+        index: int = 0,
+    ) -> LayerRecord:
+        """Store one layer (plain, gzip or zstd tar) on top of chain `parent`; `index` is its
+        position in the image, for the error when its content is not `expected_diff_id`."""
+        record, new = self._store._ingest(stream, parent, expected_diff_id, index)
+        self._leased.append(record.chain_id)
+        if new:
+            self._added.append(record)
+        return record
+
+    def existing(self, chain_id: str) -> LayerRecord | None:
+        """The stored layer with this chain ID, leased; None when there is none."""
+        record = self._store._existing(chain_id)
+        if record is not None:
+            self._leased.append(chain_id)
+        return record
+
+    def close(self, *, failed: bool) -> None:
+        with self._store.lock:
+            for chain_id in self._leased:
+                self._store._unlease(chain_id)
+            self._leased.clear()
+            if failed:
+                self._store.remove_unused(self._added)
+            self._added.clear()

@@ -7,6 +7,7 @@ several calls into one transaction with `db.tx()` and pass the connection in.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from dockyard.content.db import Database
@@ -64,8 +65,9 @@ class ImageStore:
         return {r["chain_id"]: _layer(r) for r in self.db.query("SELECT * FROM layers")}
 
     @staticmethod
-    def add_layer(tx: sqlite3.Connection, layer: LayerRecord) -> None:
-        tx.execute(
+    def add_layer(tx: sqlite3.Connection, layer: LayerRecord) -> bool:
+        """Insert a layer row; False when it was there already."""
+        cursor = tx.execute(
             "INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, blob, blob_size, media_type,"
             " tar_size, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -79,6 +81,7 @@ class ImageStore:
                 layer.size,
             ),
         )
+        return cursor.rowcount > 0
 
     # -- images --------------------------------------------------------------------------------
     def _records(self, where: str = "", args: tuple[object, ...] = ()) -> list[ImageRecord]:
@@ -149,9 +152,12 @@ class ImageStore:
         return {r["parent"] for r in rows}
 
     @staticmethod
-    def delete_image(tx: sqlite3.Connection, image_id: str) -> list[LayerRecord]:
+    def delete_image(
+        tx: sqlite3.Connection, image_id: str, keep: Collection[str] = ()
+    ) -> list[LayerRecord]:
         """Delete the image row; returns the layers no image uses any more (their rows are
-        deleted too, top layer first: the caller removes their snapshots and blobs)."""
+        deleted too, top layer first: the caller removes their snapshots and blobs). Layers in
+        `keep` stay even when unused (an operation in progress holds them)."""
         chains = [
             r["chain_id"]
             for r in tx.execute(
@@ -163,6 +169,8 @@ class ImageStore:
         tx.execute("DELETE FROM images WHERE id = ?", (image_id,))
         released = []
         for chain in chains:
+            if chain in keep:
+                continue
             if tx.execute(
                 "SELECT 1 FROM image_layers WHERE chain_id = ? LIMIT 1", (chain,)
             ).fetchone():
@@ -179,7 +187,9 @@ class ImageStore:
     @staticmethod
     def delete_layer_if_unused(tx: sqlite3.Connection, chain_id: str) -> bool:
         """Delete a layer row that no image and no other layer uses; True when deleted."""
-        if tx.execute("SELECT 1 FROM image_layers WHERE chain_id = ? LIMIT 1", (chain_id,)).fetchone():
+        if tx.execute(
+            "SELECT 1 FROM image_layers WHERE chain_id = ? LIMIT 1", (chain_id,)
+        ).fetchone():
             return False
         if tx.execute("SELECT 1 FROM layers WHERE parent = ? LIMIT 1", (chain_id,)).fetchone():
             return False
