@@ -8,16 +8,25 @@ tar and saves the result; we report the median of a few runs and the throughput 
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 from pathlib import Path
 
-from common import docker_peer_env, dockyard_daemon, median, podman_env, report, run, timed
+from common import (
+    VENV_BIN,
+    docker_peer_env,
+    dockyard_daemon,
+    median,
+    podman_env,
+    report,
+    run,
+    timed,
+)
 
 TARGET = int(os.environ.get("BENCH_ROOTFS_MB", "500")) * 1024 * 1024
 CACHE = Path(os.environ.get("BENCH_CACHE", "/tmp/dockyard-bench-cache"))
 MAX_FILE = 4 << 20
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+IMAGE = "bench/rootfs:1"
 
 
 def rootfs_tar() -> Path:
@@ -28,7 +37,14 @@ def rootfs_tar() -> Path:
     total = 0
     tmp = out.with_suffix(".tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        for top in ("/usr/lib", "/usr/share", "/usr/bin", "/usr/libexec", "/usr/include", "/usr/local/lib"):
+        for top in (
+            "/usr/lib",
+            "/usr/share",
+            "/usr/bin",
+            "/usr/libexec",
+            "/usr/include",
+            "/usr/local/lib",
+        ):
             for dirpath, dirnames, filenames in os.walk(top):
                 dirnames.sort()
                 for name in sorted(filenames):
@@ -53,43 +69,53 @@ def rootfs_tar() -> Path:
     return out
 
 
+class Tool:
+    """A docker-like command line: `<argv> import|save|images|rmi ...` against one store."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], quiet: bool = False):
+        self.name, self.argv, self.env = name, argv, env
+        self.q = ["-q"] if quiet else []
+
+    def import_(self, tar: Path) -> None:
+        run([*self.argv, "import", *self.q, str(tar), IMAGE], self.env)
+
+    def save(self, out: Path) -> None:
+        out.unlink(missing_ok=True)
+        run([*self.argv, "save", *self.q, "-o", str(out), IMAGE], self.env)
+
+    def remove(self) -> None:
+        if run([*self.argv, "images", "-q", IMAGE], self.env).stdout.strip():
+            run([*self.argv, "rmi", "-f", IMAGE], self.env)
+
+    def measure(self, tar: Path, out: Path, size_mb: float) -> dict[str, object]:
+        t_import = timed(lambda: self.import_(tar), REPEAT, before=self.remove)
+        t_save = timed(lambda: self.save(out), REPEAT)
+        self.remove()
+        return row(self.name, size_mb, t_import, t_save)
+
+
 def main() -> None:
     tar = rootfs_tar()
     size_mb = tar.stat().st_size / 1e6
-    files = sum(1 for _ in tarfile.open(tar))
+    with tarfile.open(tar) as archive:
+        files = sum(1 for _ in archive)
     print(f"root filesystem tar: {size_mb:.0f} MB, {files} entries; {REPEAT} runs each, medians")
+    out = CACHE / "saved.tar"
     rows = []
-    save_to = CACHE / "saved.tar"
-
     with dockyard_daemon() as (env, _base):
-        bin_ = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "dockyard")
-        rmi = lambda: run([bin_, "rmi", "-f", "bench/rootfs:1"], env) if run([bin_, "images", "-q", "bench/rootfs:1"], env).stdout.strip() else None  # noqa: E731
-        t_import = timed(lambda: run([bin_, "import", str(tar), "bench/rootfs:1"], env), REPEAT, before=rmi)
-        t_save = timed(lambda: run([bin_, "save", "-o", str(save_to), "bench/rootfs:1"], env), REPEAT)
-        rows.append(row("dockyard", size_mb, t_import, t_save))
-
+        rows.append(Tool("dockyard", [str(VENV_BIN / "dockyard")], env).measure(tar, out, size_mb))
     docker_env = docker_peer_env()
     if docker_env is not None:
-        drmi = lambda: run(["docker", "rmi", "-f", "bench/rootfs:1"], docker_env) if run(["docker", "images", "-q", "bench/rootfs:1"], docker_env).stdout.strip() else None  # noqa: E731
-        t_import = timed(lambda: run(["docker", "import", str(tar), "bench/rootfs:1"], docker_env), REPEAT, before=drmi)
-        t_save = timed(lambda: run(["docker", "save", "-o", str(save_to), "bench/rootfs:1"], docker_env), REPEAT)
-        drmi()
-        rows.append(row("docker 20.10", size_mb, t_import, t_save))
-
+        rows.append(Tool("docker 20.10", ["docker"], docker_env).measure(tar, out, size_mb))
     pod_env = podman_env()
     if pod_env is not None:
-        prmi = lambda: run(["podman", "rmi", "-f", "bench/rootfs:1"], pod_env) if run(["podman", "images", "-q", "bench/rootfs:1"], pod_env).stdout.strip() else None  # noqa: E731
-        t_import = timed(lambda: run(["podman", "import", "-q", str(tar), "bench/rootfs:1"], pod_env), REPEAT, before=prmi)
-        t_save = timed(lambda: run(["podman", "save", "-q", "-o", str(save_to), "bench/rootfs:1"], pod_env), REPEAT, before=lambda: save_to.unlink(missing_ok=True))
-        prmi()
-        rows.append(row("podman 4.3", size_mb, t_import, t_save))
-
-    save_to.unlink(missing_ok=True)
-    base = rows[0]
+        rows.append(Tool("podman 4.3", ["podman"], pod_env, quiet=True).measure(tar, out, size_mb))
+    out.unlink(missing_ok=True)
+    ours = rows[0]
     for r in rows:
-        r["import vs dockyard"] = f"{float(base['import s']) / float(r['import s']):.2f}x" if r is not base else "1.00x"
+        r["dockyard import speed-up"] = f"{float(r['import s']) / float(ours['import s']):.2f}x"
+        r["dockyard save speed-up"] = f"{float(r['save s']) / float(ours['save s']):.2f}x"
     report("image_io", rows)
-    shutil.rmtree(CACHE / "unused", ignore_errors=True)
 
 
 def row(tool: str, size_mb: float, t_import: list[float], t_save: list[float]) -> dict[str, object]:

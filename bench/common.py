@@ -25,9 +25,17 @@ def dockyard_daemon():
     """A dockyardd of our own; yields the environment for clients to reach it."""
     base = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
     sock = base / "exec" / "dockyard.sock"
-    log = open(base / "dockyardd.log", "wb")  # noqa: SIM115
+    log = open(base / "dockyardd.log", "wb")  # noqa: SIM115 - lives as long as the daemon
     proc = subprocess.Popen(
-        [str(VENV_BIN / "dockyardd"), "--data-root", str(base / "data"), "--exec-root", str(base / "exec"), "-H", f"unix://{sock}"],
+        [
+            str(VENV_BIN / "dockyardd"),
+            "--data-root",
+            str(base / "data"),
+            "--exec-root",
+            str(base / "exec"),
+            "-H",
+            f"unix://{sock}",
+        ],
         stdout=log,
         stderr=log,
     )
@@ -72,7 +80,9 @@ def run(cmd: list[str], env: dict[str, str], **kw: object) -> subprocess.Complet
     return result
 
 
-def timed(fn: Callable[[], object], repeat: int, before: Callable[[], object] | None = None) -> list[float]:
+def timed(
+    fn: Callable[[], object], repeat: int, before: Callable[[], object] | None = None
+) -> list[float]:
     times = []
     for _ in range(repeat):
         if before is not None:
@@ -93,7 +103,7 @@ def report(name: str, rows: list[dict[str, object]]) -> None:
     (out / f"{name}.json").write_text(json.dumps(rows, indent=2))
     keys = list(rows[0].keys()) if rows else []
     widths = [max(len(str(k)), *(len(str(r.get(k, ""))) for r in rows)) for k in keys]
-    print("  ".join(str(k).ljust(w) for k, w in zip(keys, widths)))
+    print("  ".join(str(k).ljust(w) for k, w in zip(keys, widths, strict=False)))
     for r in rows:
-        print("  ".join(str(r.get(k, "")).ljust(w) for k, w in zip(keys, widths)))
+        print("  ".join(str(r.get(k, "")).ljust(w) for k, w in zip(keys, widths, strict=False)))
     sys.stdout.flush()

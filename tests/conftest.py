@@ -65,7 +65,11 @@ class Daemon:
         self, *args: str, input: bytes | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
         result = subprocess.run(
-            ["docker", *args], env=self.env(), input=input if input is not None else b"", capture_output=True, timeout=300
+            ["docker", *args],
+            env=self.env(),
+            input=input if input is not None else b"",
+            capture_output=True,
+            timeout=300,
         )
         if check and result.returncode != 0:
             raise AssertionError(

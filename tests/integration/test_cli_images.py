@@ -491,6 +491,25 @@ def test_save_by_id_loads_untagged(d: Daemon, tmp_path: Path) -> None:
     out(d, "rmi", image_id)
 
 
+def test_load_reports_ids_only_when_the_last_image_is_untagged(d: Daemon, tmp_path: Path) -> None:
+    """moby lists "Loaded image ID" lines (for every image) only when the archive's last
+    image has no tag; docker-py counts the loaded images from these lines."""
+    untagged = import_image(d, "mixed/untagged:1")
+    tagged = import_image(d, "mixed/tagged:1")
+    last_tagged, last_untagged = tmp_path / "a.tar", tmp_path / "b.tar"
+    out(d, "save", "-o", str(last_tagged), untagged, "mixed/tagged:1")
+    out(d, "save", "-o", str(last_untagged), "mixed/tagged:1", untagged)
+    out(d, "rmi", "mixed/untagged:1", "mixed/tagged:1")
+    assert out(d, "load", "-i", str(last_tagged)) == "Loaded image: mixed/tagged:1\n"
+    out(d, "rmi", "mixed/tagged:1", untagged)
+    assert out(d, "load", "-i", str(last_untagged)).splitlines() == [
+        "Loaded image: mixed/tagged:1",
+        f"Loaded image ID: {tagged}",
+        f"Loaded image ID: {untagged}",
+    ]
+    out(d, "rmi", "mixed/tagged:1", untagged)
+
+
 def test_save_errors(d: Daemon, tmp_path: Path) -> None:
     code, _, err = fails(d, "save", "-o", str(tmp_path / "x.tar"), "busybox", "nosuch")
     assert (code, err) == (1, "Error response from daemon: No such image: nosuch\n")

@@ -43,7 +43,9 @@ def start_daemon(host: str) -> None:
     log_path = os.path.join(exec_root, "dockyardd.log")
     # The console script when installed (so `ps` shows dockyardd), else the module.
     script = os.path.join(os.path.dirname(sys.executable), "dockyardd")
-    launcher = [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "dockyard.api.daemon"]
+    launcher = (
+        [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "dockyard.api.daemon"]
+    )
     argv = [
         *launcher,
         "--data-root",

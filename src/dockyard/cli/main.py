@@ -46,7 +46,13 @@ DESCRIPTIONS = {
 GLOBAL_FLAGS = [
     Flag("debug", "D", "bool", help="Enable debug mode"),
     Flag("host", "H", "list", help="Daemon socket to connect to", metavar="list"),
-    Flag("log-level", "l", "string", "info", help='Set the logging level ("debug", "info", "warn", "error", "fatal")'),
+    Flag(
+        "log-level",
+        "l",
+        "string",
+        "info",
+        help='Set the logging level ("debug", "info", "warn", "error", "fatal")',
+    ),
     Flag("version", "v", "bool", help="Print version information and quit"),
 ]
 
@@ -65,13 +71,18 @@ def _top_help() -> str:
     for name in sorted(TOP):
         lines.append(f"  {name:<11} {_load(TOP[name]).description.splitlines()[0]}")
     lines.append("\nGlobal Options:")
-    lines.append(usage_text(BIN, "", "", GLOBAL_FLAGS, width=100).split("Options:\n", 1)[1].rstrip())
+    lines.append(
+        usage_text(BIN, "", "", GLOBAL_FLAGS, width=100).split("Options:\n", 1)[1].rstrip()
+    )
     lines.append(f"\nRun '{BIN} COMMAND --help' for more information on a command.")
     return "\n".join(lines) + "\n"
 
 
 def _management_help(group: str) -> str:
-    subs = [(name, _load(t).description.splitlines()[0]) for name, t in sorted(MANAGEMENT[group].items())]
+    subs = [
+        (name, _load(t).description.splitlines()[0])
+        for name, t in sorted(MANAGEMENT[group].items())
+    ]
     return usage_text(f"{BIN} {group}", "", DESCRIPTIONS[group], [], subcommands=subs)
 
 
@@ -113,7 +124,9 @@ def run(argv: list[str]) -> int:
     elif name in TOP:
         target = TOP[name]
     else:
-        sys.stderr.write(f"{BIN}: unknown command: {BIN} {name}\n\nRun '{BIN} --help' for more information\n")
+        sys.stderr.write(
+            f"{BIN}: unknown command: {BIN} {name}\n\nRun '{BIN} --help' for more information\n"
+        )
         return 1
     command = _load(target)
     try:

@@ -174,11 +174,11 @@ class ArchiveService:
         parents: list[str | None],
     ) -> list[str]:
         messages: list[str] = []
+        id_lines: list[str] = []
         for image, layers, tags, parent in zip(images, layer_sets, targets, parents, strict=True):
             previous = {tag: self.store.resolve(str(tag.with_default_tag())) for tag in tags}
             image_id = self.images.add_image(image.config, layers, targets=tags, parent=parent)
-            if not tags:
-                messages.append(f"Loaded image ID: {image_id}")
+            id_lines.append(f"Loaded image ID: {image_id}")
             for tag in tags:
                 old = previous[tag]
                 if old is not None and old != image_id:
@@ -187,6 +187,10 @@ class ArchiveService:
                         f"{old} to empty string"
                     )
                 messages.append(f"Loaded image: {tag.familiar()}")
+        # moby's quirk, which docker-py relies on: the IDs of all images are listed only when
+        # the last image in the archive has no tags.
+        if not targets[-1]:
+            messages.extend(id_lines)
         return messages
 
 

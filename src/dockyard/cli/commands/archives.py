@@ -27,7 +27,9 @@ def run_save(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     # Write beside the target and rename, so a failed save leaves no half-written file.
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
-        raise CLIError(f'failed to save image: invalid output path: directory "{directory}" does not exist')
+        raise CLIError(
+            f'failed to save image: invalid output path: directory "{directory}" does not exist'
+        )
     partial = f"{output}.dockyard-partial"
     try:
         with open(partial, "wb") as f:
@@ -121,7 +123,11 @@ def run_import(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     stream = sys.stdin.buffer if source == "-" else _open_input(source)
     with stream:
         response = ctx.client.request(
-            "POST", "/images/create", query, body=stream, headers={"Content-Type": "application/x-tar"}
+            "POST",
+            "/images/create",
+            query,
+            body=stream,
+            headers={"Content-Type": "application/x-tar"},
         )
         _print_stream(ctx, response)
     return 0
@@ -134,8 +140,12 @@ IMPORT = Command(
     [
         Flag("change", "c", "list", help="Apply Dockerfile instruction to the created image"),
         Flag("message", "m", "string", help="Set commit message for imported image"),
-        Flag("platform", kind="string", default=os.environ.get("DOCKER_DEFAULT_PLATFORM", ""),
-             help="Set platform if server is multi-platform capable"),
+        Flag(
+            "platform",
+            kind="string",
+            default=os.environ.get("DOCKER_DEFAULT_PLATFORM", ""),
+            help="Set platform if server is multi-platform capable",
+        ),
     ],
     min_args=1,
     max_args=2,

@@ -113,7 +113,9 @@ def inspect_output(ctx: Context, fmt: str, elements: list[Any], errors: list[str
     import json
 
     if not fmt:
-        ctx.out.write(json.dumps(elements, indent=4, ensure_ascii=False) + "\n" if elements else "[]\n")
+        ctx.out.write(
+            json.dumps(elements, indent=4, ensure_ascii=False) + "\n" if elements else "[]\n"
+        )
     elif fmt == "json":
         ctx.out.write(json.dumps(elements, separators=(",", ":"), ensure_ascii=False) + "\n")
     else:

@@ -219,11 +219,17 @@ def run_history(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         created_by = item.get("CreatedBy", "").replace("\t", " ")
         rows.append(
             {
-                "ID": truncate_id(item["Id"]) if trunc and item["Id"] != "<missing>" else item["Id"],
+                "ID": truncate_id(item["Id"])
+                if trunc and item["Id"] != "<missing>"
+                else item["Id"],
                 "CreatedAt": created_at,
-                "CreatedSince": (since(created) if created > 946684800 else "N/A") if human else created_at,
+                "CreatedSince": (since(created) if created > 946684800 else "N/A")
+                if human
+                else created_at,
                 "CreatedBy": ellipsis(created_by, 45) if trunc else created_by,
-                "Size": human_size_precision(item.get("Size", 0), 3) if human else str(item.get("Size", 0)),
+                "Size": human_size_precision(item.get("Size", 0), 3)
+                if human
+                else str(item.get("Size", 0)),
                 "Comment": item.get("Comment", ""),
             }
         )
@@ -311,7 +317,9 @@ INSPECT_ANY = Command(
     min_args=1,
 )
 
-DANGLING_WARNING = "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
+DANGLING_WARNING = (
+    "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
+)
 ALL_WARNING = "WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue?"
 
 
@@ -341,8 +349,13 @@ PRUNE = Command(
     "Remove unused images",
     [
         Flag("all", "a", help="Remove all unused images, not just dangling ones"),
-        Flag("filter", kind="list", help='Provide filter values (e.g. "until=<timestamp>")', metavar="filter",
-             convert=check_filter),
+        Flag(
+            "filter",
+            kind="list",
+            help='Provide filter values (e.g. "until=<timestamp>")',
+            metavar="filter",
+            convert=check_filter,
+        ),
         Flag("force", "f", help="Do not prompt for confirmation"),
     ],
     max_args=0,

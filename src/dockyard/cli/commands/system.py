@@ -190,7 +190,13 @@ def run_df(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
             "Size": "0B",
             "Reclaimable": "0B",
         },
-        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+        {
+            "Type": "Build Cache",
+            "TotalCount": "0",
+            "Active": "0",
+            "Size": "0B",
+            "Reclaimable": "0B",
+        },
     ]
     if opts["verbose"]:
         from .images import IMAGE_HEADERS, image_rows
@@ -199,7 +205,9 @@ def run_df(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         image_items = [r for i in images for r in image_rows(i, trunc=True, digests=False)]
         write_items(ctx, DF_IMAGE_TABLE, image_items, IMAGE_HEADERS, DF_IMAGE_TABLE)
         ctx.print("\nContainers space usage:\n")
-        ctx.print("CONTAINER ID   IMAGE     COMMAND   LOCAL VOLUMES   SIZE      CREATED   STATUS    NAMES")
+        ctx.print(
+            "CONTAINER ID   IMAGE     COMMAND   LOCAL VOLUMES   SIZE      CREATED   STATUS    NAMES"
+        )
         ctx.print("\nLocal Volumes space usage:\n")
         ctx.print("VOLUME NAME   LINKS     SIZE")
         ctx.print("\nBuild cache usage: 0B\n")
