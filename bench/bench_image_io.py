@@ -87,12 +87,6 @@ class Tool:
         if run([*self.argv, "images", "-q", IMAGE], self.env).stdout.strip():
             run([*self.argv, "rmi", "-f", IMAGE], self.env)
 
-    def measure(self, tar: Path, out: Path, size_mb: float) -> dict[str, object]:
-        t_import = timed(lambda: self.import_(tar), REPEAT, before=self.remove)
-        t_save = timed(lambda: self.save(out), REPEAT)
-        self.remove()
-        return row(self.name, size_mb, t_import, t_save)
-
 
 def main() -> None:
     tar = rootfs_tar()
@@ -101,15 +95,24 @@ def main() -> None:
         files = sum(1 for _ in archive)
     print(f"root filesystem tar: {size_mb:.0f} MB, {files} entries; {REPEAT} runs each, medians")
     out = CACHE / "saved.tar"
-    rows = []
     with dockyard_daemon() as (env, _base):
-        rows.append(Tool("dockyard", [str(VENV_BIN / "dockyard")], env).measure(tar, out, size_mb))
-    docker_env = docker_peer_env()
-    if docker_env is not None:
-        rows.append(Tool("docker 20.10", ["docker"], docker_env).measure(tar, out, size_mb))
-    pod_env = podman_env()
-    if pod_env is not None:
-        rows.append(Tool("podman 4.3", ["podman"], pod_env, quiet=True).measure(tar, out, size_mb))
+        tools = [Tool("dockyard", [str(VENV_BIN / "dockyard")], env)]
+        docker_env = docker_peer_env()
+        if docker_env is not None:
+            tools.append(Tool("docker 20.10", ["docker"], docker_env))
+        pod_env = podman_env()
+        if pod_env is not None:
+            tools.append(Tool("podman 4.3", ["podman"], pod_env, quiet=True))
+        # Rounds alternate the tools, so that the disk's slow and fast minutes hit all alike.
+        times: dict[str, tuple[list[float], list[float]]] = {t.name: ([], []) for t in tools}
+        for _ in range(REPEAT):
+            for tool in tools:
+                tool.remove()
+                times[tool.name][0].extend(timed(lambda t=tool: t.import_(tar), 1))
+                times[tool.name][1].extend(timed(lambda t=tool: t.save(out), 1))
+        for tool in tools:
+            tool.remove()
+        rows = [row(t.name, size_mb, *times[t.name]) for t in tools]
     out.unlink(missing_ok=True)
     ours = rows[0]
     for r in rows:

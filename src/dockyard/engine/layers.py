@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,14 +28,50 @@ from dockyard.snapshot.snapshotter import TRANSIENT, Snapshotter
 CHUNK = 1 << 20
 
 
-class _Tee(io.RawIOBase):
-    """Hands the tar reader its bytes while hashing them and feeding the compressor."""
+class _BlobWriter:
+    """Hashes a layer's bytes (its diffID) and compresses them into the blob on a thread of its
+    own, so that this CPU work overlaps unpacking, which waits on the file system (isal and
+    hashlib release the GIL). Measured on the 539 MB bench root filesystem: see bench/."""
 
-    def __init__(self, source: BinaryIO, sink: BinaryIO) -> None:
-        self._source = source
+    def __init__(self, sink: BinaryIO) -> None:
         self._sink = sink
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self.hash = hashlib.sha256()
         self.size = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="layer-blob", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # keep taking chunks so that the producer never blocks
+            try:
+                self.hash.update(chunk)
+                self._sink.write(chunk)
+            except BaseException as exc:
+                self._error = exc
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self.size += len(data)
+        self._queue.put(data)
+
+    def close(self) -> None:
+        """Wait for the thread; raises what it met."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+class _Tee(io.RawIOBase):
+    """Hands the tar reader its bytes and a copy of each to the blob writer."""
+
+    def __init__(self, source: BinaryIO, sink: _BlobWriter) -> None:
+        self._source = source
+        self._sink = sink
 
     def readable(self) -> bool:
         return True
@@ -45,14 +82,8 @@ class _Tee(io.RawIOBase):
             return 0
         n = len(data)
         buffer[:n] = data
-        self.hash.update(data)
         self._sink.write(data)
-        self.size += n
         return n
-
-    def drain(self) -> None:
-        while self.readinto(memoryview(bytearray(CHUNK))):
-            pass
 
 
 class LayerStore:
@@ -109,12 +140,15 @@ class LayerStore:
                 compression.compressing_writer(blob) as gz,
                 compression.open_decompressed(stream) as plain,
             ):
-                tee = _Tee(plain, gz)
-                reader = io.BufferedReader(tee, CHUNK)
-                apply_layer(reader, root, whiteouts="overlay")
-                while reader.read(CHUNK):
-                    pass
-            diff_id = "sha256:" + tee.hash.hexdigest()
+                writer = _BlobWriter(gz)
+                try:
+                    reader = io.BufferedReader(_Tee(plain, writer), CHUNK)
+                    apply_layer(reader, root, whiteouts="overlay")
+                    while reader.read(CHUNK):
+                        pass
+                finally:
+                    writer.close()
+            diff_id = "sha256:" + writer.hash.hexdigest()
             if expected_diff_id is not None and diff_id != expected_diff_id:
                 raise InvalidArchive(
                     f'invalid diffID for layer {index}: expected "{expected_diff_id}", '
@@ -132,7 +166,7 @@ class LayerStore:
                     blob=blob_digest,
                     blob_size=blob.size,
                     media_type=DOCKER_LAYER_GZIP,
-                    tar_size=tee.size,
+                    tar_size=writer.size,
                     size=size,
                 )
                 self.snapshots.commit(chain_id, key)
