@@ -85,9 +85,15 @@ class ImageStore:
 
     # -- images --------------------------------------------------------------------------------
     def _records(self, where: str = "", args: tuple[object, ...] = ()) -> list[ImageRecord]:
+        """Images matching `where` (on images.id and friends) with their layers in order."""
         rows = self.db.query(f"SELECT * FROM images {where}", args)
         chains: dict[str, list[str]] = {}
-        for row in self.db.query("SELECT image_id, chain_id FROM image_layers ORDER BY position"):
+        layer_rows = self.db.query(
+            "SELECT image_id, chain_id FROM image_layers WHERE image_id IN "
+            f"(SELECT id FROM images {where}) ORDER BY image_id, position",
+            args,
+        )
+        for row in layer_rows:
             chains.setdefault(row["image_id"], []).append(row["chain_id"])
         return [
             ImageRecord(
