@@ -32,7 +32,7 @@ def kind(db: Database, key: str) -> str | None:
 
 def layer(snaps: Snapshotter, name: str, parent: str | None, files: dict[str, bytes]) -> str:
     """prepare → write → commit, as importing a layer does."""
-    fs = snaps.prepare(TRANSIENT + name, parent)
+    fs = snaps.prepare_dir(TRANSIENT + name, parent)
     for rel, data in files.items():
         Path(fs, rel).parent.mkdir(parents=True, exist_ok=True)
         Path(fs, rel).write_bytes(data)
@@ -41,7 +41,7 @@ def layer(snaps: Snapshotter, name: str, parent: str | None, files: dict[str, by
 
 
 def test_prepare_makes_an_empty_active_snapshot(snaps: Snapshotter, db: Database) -> None:
-    fs = snaps.prepare("c1", None)
+    fs = snaps.prepare_dir("c1", None)
     assert os.path.isdir(fs) and os.listdir(fs) == []
     assert os.path.basename(fs) == "fs"
     assert os.path.dirname(os.path.dirname(fs)) == snaps.root
@@ -71,7 +71,7 @@ def test_prepare_errors_leave_no_directory(snaps: Snapshotter) -> None:
 
 
 def test_commit_freezes_under_the_name(snaps: Snapshotter, db: Database) -> None:
-    fs = snaps.prepare(TRANSIENT + "x", None)
+    fs = snaps.prepare_dir(TRANSIENT + "x", None)
     Path(fs, "file").write_bytes(b"data")
     assert snaps.commit("sha256:l1", TRANSIENT + "x") is True
     assert not snaps.exists(TRANSIENT + "x")
@@ -82,8 +82,8 @@ def test_commit_freezes_under_the_name(snaps: Snapshotter, db: Database) -> None
 
 def test_commit_race_loser_is_discarded(snaps: Snapshotter, db: Database) -> None:
     # Two imports of the same layer: both prepared, the first commit wins.
-    first = snaps.prepare(TRANSIENT + "a", None)
-    second = snaps.prepare(TRANSIENT + "b", None)
+    first = snaps.prepare_dir(TRANSIENT + "a", None)
+    second = snaps.prepare_dir(TRANSIENT + "b", None)
     Path(first, "f").write_bytes(b"first")
     Path(second, "f").write_bytes(b"second")
     assert snaps.commit("sha256:l1", TRANSIENT + "a") is True
@@ -104,7 +104,7 @@ def test_commit_needs_an_active_snapshot(snaps: Snapshotter) -> None:
 
 
 def test_commit_under_its_own_key_keeps_the_snapshot(snaps: Snapshotter) -> None:
-    fs = snaps.prepare("k", None)
+    fs = snaps.prepare_dir("k", None)
     Path(fs, "f").write_bytes(b"keep me")
     with pytest.raises(Conflict):
         snaps.commit("k", "k")
@@ -113,7 +113,7 @@ def test_commit_under_its_own_key_keeps_the_snapshot(snaps: Snapshotter) -> None
 
 
 def test_remove(snaps: Snapshotter, db: Database) -> None:
-    fs = snaps.prepare("c1", None)
+    fs = snaps.prepare_dir("c1", None)
     snaps.remove("c1")
     assert not snaps.exists("c1")
     assert not os.path.exists(os.path.dirname(fs))
@@ -138,7 +138,7 @@ def test_usage_counts_only_its_own_bytes(snaps: Snapshotter) -> None:
     layer(snaps, "sha256:l2", "sha256:l1", {"d/small": b"y" * 10})
     assert snaps.usage("sha256:l1") == 1000
     assert snaps.usage("sha256:l2") == 10
-    fs = snaps.prepare("c1", "sha256:l2")
+    fs = snaps.prepare_dir("c1", "sha256:l2")
     assert snaps.usage("c1") == 0
     Path(fs, "new").write_bytes(b"z" * 5)
     assert snaps.usage("c1") == 5
@@ -148,8 +148,8 @@ def test_usage_counts_only_its_own_bytes(snaps: Snapshotter) -> None:
 
 def test_clean_after_a_crash(snaps: Snapshotter, db: Database) -> None:
     layer(snaps, "sha256:l1", None, {"a": b"1"})
-    container = snaps.prepare("container-1", "sha256:l1")  # not transient: kept
-    half = snaps.prepare(TRANSIENT + "import", "sha256:l1")  # transient: removed
+    container = snaps.prepare_dir("container-1", "sha256:l1")  # not transient: kept
+    half = snaps.prepare_dir(TRANSIENT + "import", "sha256:l1")  # transient: removed
     Path(half, "partial").write_bytes(b"x")
     os.makedirs(os.path.join(snaps.root, "orphan", "fs"))  # no row names it
     Path(snaps.root, "stray-file").write_bytes(b"?")

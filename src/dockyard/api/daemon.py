@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "-H", "--host", action="append", default=[], help="Daemon socket(s) to listen on"
     )
+    parser.add_argument(
+        "-s", "--storage-driver", default=None, help="Storage driver to use (overlay2, vfs)"
+    )
     parser.add_argument("-p", "--pidfile", default="", help="Path to use for the daemon PID file")
     parser.add_argument(
         "-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"]
@@ -49,7 +52,7 @@ def _socket_answers(path: str) -> bool:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    engine = Engine(args.data_root)
+    engine = Engine(args.data_root, args.storage_driver)
     hosts = args.host or [f"unix://{os.path.join(args.exec_root, 'dockyard.sock')}"]
     runner = web.AppRunner(make_app(engine), access_log=None, handle_signals=False)
     await runner.setup()

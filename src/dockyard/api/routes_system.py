@@ -104,7 +104,7 @@ async def info(request: web.Request) -> web.Response:
             "ContainersStopped": 0,
             "Images": len(images),
             "Driver": engine.snapshots.driver,
-            "DriverStatus": [["Backing Filesystem", "extfs"]],
+            "DriverStatus": engine.snapshots.status(),
             "Plugins": {"Volume": ["local"], "Network": [], "Authorization": None, "Log": []},
             "MemoryLimit": True,
             "SwapLimit": False,

@@ -58,6 +58,15 @@ MIGRATIONS: list[str] = [
         created TEXT NOT NULL
     );
     """,
+    """
+    -- read-only snapshots (containerd's views) are active ones that can never be committed
+    ALTER TABLE snapshots ADD COLUMN readonly INTEGER NOT NULL DEFAULT 0;
+    -- choices made once for a data-root, e.g. storage_driver = 'overlay2' | 'vfs'
+    CREATE TABLE settings (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -19,7 +19,7 @@ from .layers import LayerStore
 
 
 class Engine:
-    def __init__(self, data_root: str) -> None:
+    def __init__(self, data_root: str, storage_driver: str | None = None) -> None:
         self.data_root = os.path.abspath(data_root)
         os.makedirs(self.data_root, mode=0o711, exist_ok=True)
         # One daemon per data-root: a second one would corrupt the store.
@@ -34,7 +34,9 @@ class Engine:
         self.instance_id = self._instance_id()
         self.db = Database(os.path.join(self.data_root, "dockyard.db"))
         self.blobs = BlobStore(os.path.join(self.data_root, "content"))
-        self.snapshots = Snapshotter(os.path.join(self.data_root, "snapshots"), self.db)
+        self.snapshots = Snapshotter.open(
+            os.path.join(self.data_root, "snapshots"), self.db, storage_driver
+        )
         self.image_store = ImageStore(self.db)
         self.layers = LayerStore(self.db, self.blobs, self.snapshots, self.image_store)
         self.images = ImageService(self.image_store, self.blobs, self.layers)

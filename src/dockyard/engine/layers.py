@@ -133,7 +133,7 @@ class LayerStore:
     ) -> tuple[LayerRecord, bool]:
         """Store one layer and lease it; True when it was not stored before."""
         key = TRANSIENT + uuid.uuid4().hex
-        root = self.snapshots.prepare(key, parent)
+        root = self.snapshots.prepare_dir(key, parent)
         blob: Ingest = self.blobs.writer()
         try:
             with (
@@ -143,7 +143,7 @@ class LayerStore:
                 writer = _BlobWriter(gz)
                 try:
                     reader = io.BufferedReader(_Tee(plain, writer), CHUNK)
-                    apply_layer(reader, root, whiteouts="overlay")
+                    apply_layer(reader, root, whiteouts=self.snapshots.whiteouts)
                     while reader.read(CHUNK):
                         pass
                 finally:
@@ -156,7 +156,7 @@ class LayerStore:
                 )
             blob.sync()  # the slow part of publishing, outside the lock
             chain_id = diff_id if parent is None else sha256_digest(f"{parent} {diff_id}".encode())
-            size = self.snapshots.usage(key)
+            size = int(self.snapshots.usage(key))
             with self.lock:
                 blob_digest = blob.commit()
                 record = LayerRecord(
@@ -208,17 +208,9 @@ class LayerStore:
         with self.blobs.open(record.blob) as raw, compression.open_decompressed(raw) as plain:
             yield plain
 
-    def driver_data(self, chain_id: str) -> dict[str, str]:
-        """GraphDriver.Data as docker's overlay2 reports it for an image's top layer."""
-        data = {"UpperDir": self.snapshots.path(chain_id)}
-        lowers = []
-        parent = self.images.layer(chain_id)
-        while parent is not None and parent.parent is not None:
-            lowers.append(self.snapshots.path(parent.parent))
-            parent = self.images.layer(parent.parent)
-        if lowers:
-            data["LowerDir"] = ":".join(lowers)
-        return data
+    def driver_data(self, chain_id: str) -> dict[str, str] | None:
+        """GraphDriver.Data as docker's driver reports it for an image's top layer."""
+        return self.snapshots.driver_data(chain_id)
 
     def remove_files(self, records: list[LayerRecord]) -> None:
         """Remove the snapshots and blobs of layers whose rows are already gone (call with
