@@ -41,6 +41,12 @@ class Forbidden(DockyardError):
     status = 403
 
 
+class NotModified(DockyardError):
+    """Nothing to do (starting a running container, stopping a stopped one): HTTP 304."""
+
+    status = 304
+
+
 class InvalidArchive(InvalidParameter):
     """A tar, layer or image archive is corrupt or hostile; nothing of it was stored."""
 

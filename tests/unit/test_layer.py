@@ -6,6 +6,7 @@ test_hostile_tars); tars coming out are read back with tarfile and GNU tar.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -15,7 +16,9 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dockyard.errors import DockyardError
+from dockyard.image import layer as layer_module
 from dockyard.image.layer import apply_layer, write_diff_overlay, write_diff_trees
+from dockyard.image.layer_writer import WritePool
 from dockyard.image.tarstream import DIR, END_OF_ARCHIVE, REG, TarHeader, encode_header
 from tests.unit.test_hostile_tars import (
+    Member,
     chunks,
     dir_,
     inode_groups,
@@ -638,3 +644,332 @@ def test_diff_then_apply_reproduces_upper(lower_spec, upper_spec):
         apply_bytes(trees_tar(lower, upper), result)
         assert snapshot(result, dir_mtimes=False) == snapshot(upper, dir_mtimes=False)
         assert trees_tar(result, upper) == bytes(1024)  # nothing left to diff
+
+
+# -- concurrent creation: the same results as the sequential reference (WORKERS = 0) ----------
+
+
+@contextlib.contextmanager
+def pool_settings(workers: int, **limits: int) -> Iterator[None]:
+    """Run apply_layer with `workers` threads from the first task (0: sequential), and other
+    layer.py limits."""
+    names_ = {"workers": "WORKERS", "small": "SMALL_FILE", "tasks": "MAX_TASKS_IN_FLIGHT"}
+    names_["bytes"] = "MAX_BYTES_IN_FLIGHT"
+    values = {"WORKERS": workers, "SLOW_TASK": 0, **{names_[k]: v for k, v in limits.items()}}
+    saved = {name: getattr(layer_module, name) for name in values}
+    for name, value in values.items():
+        setattr(layer_module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(layer_module, name, value)
+
+
+def outcome(
+    data: bytes, root: Path, prepare: Callable[[Path], None] | None, whiteouts: str
+) -> tuple[object, ...]:
+    """Apply `data` onto a fresh `root` (prepared with lower content); what is there after."""
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    if prepare is not None:
+        prepare(root)
+    try:
+        apply_bytes(data, str(root), whiteouts=whiteouts)
+        error = None
+    except DockyardError as e:
+        error = (type(e).__name__, str(e).replace(str(root), "<root>"))
+    tree = snapshot(str(root), dir_mtimes=False)
+    for path, (mode, uid, gid, _, rdev, xattrs) in tree.items():
+        if stat.S_ISCHR(mode) and rdev == 0:  # an overlay whiteout: made now, in every mode
+            tree[path] = (mode, uid, gid, None, rdev, xattrs)
+    return error, tree, inode_groups(str(root))
+
+
+def same_as_sequential(
+    tmp: Path,
+    data: bytes,
+    prepare: Callable[[Path], None] | None = None,
+    whiteouts: str = "delete",
+) -> tuple[object, ...]:
+    with pool_settings(0):
+        expected = outcome(data, tmp / "sequential", prepare, whiteouts)
+    with pool_settings(8):
+        assert outcome(data, tmp / "threads", prepare, whiteouts) == expected
+    with pool_settings(3, small=40, tasks=4, bytes=100):  # full pool, big files inline
+        assert outcome(data, tmp / "throttled", prepare, whiteouts) == expected
+    return expected
+
+
+def small_files(directory: str, n: int = 40, tag: str = "f") -> list[Member]:
+    return [reg(f"{directory}/{tag}{i}", b"%d" % i * (i % 5)) for i in range(n)]
+
+
+def test_many_small_files_then_replace_link_and_whiteout_one(tmp_path):
+    def lower(root: Path) -> None:
+        write_file(str(root / "d/old"), b"lower")
+        write_file(str(root / "gone/x"), b"lower")
+
+    data = tar_of(
+        *small_files("d"),
+        *small_files("gone"),
+        reg("d/f7", b"replaced"),  # replaces a file a worker may still be writing
+        link("d/h", "d/f9"),  # a hardlink to one
+        link("d/f11", "d/f12"),  # a hardlink replacing one
+        reg("d/.wh.old"),
+        reg(".wh.gone"),  # an implied dir: this layer's files in it go too (as sequentially)
+        *small_files("e"),
+        sym("e", "d"),  # a symlink replacing a directory full of queued files
+        reg("e/through", b"t"),  # written through it, into d
+        *small_files("p/q"),
+        reg("p/q", b"a file over a dir"),
+    )
+    assert same_as_sequential(tmp_path, data, lower)[0] is None
+    root = tmp_path / "threads"
+    assert (root / "d/f7").read_bytes() == b"replaced"
+    assert os.lstat(root / "d/h").st_ino == os.lstat(root / "d/f9").st_ino
+    assert os.lstat(root / "d/f11").st_ino == os.lstat(root / "d/f12").st_ino
+    assert not (root / "d/old").exists() and not (root / "gone").exists()
+    assert os.readlink(root / "e") == "d" and (root / "d/through").read_bytes() == b"t"
+    assert (root / "p/q").read_bytes() == b"a file over a dir"
+    assert len(os.listdir(root / "d")) == 42
+
+
+def test_paths_through_queued_symlinks_and_files(tmp_path):
+    data = tar_of(
+        *small_files("d", 200),
+        sym("l", "d"),  # still queued behind 200 files when the next entry resolves it
+        reg("l/through", b"t"),
+        sym("s", "d/f1"),
+        link("hs", "s"),  # a hardlink to a queued symlink
+    )
+    assert same_as_sequential(tmp_path, data)[0] is None
+    root = tmp_path / "threads"
+    assert (root / "d/through").read_bytes() == b"t" and os.readlink(root / "hs") == "d/f1"
+    data = tar_of(*small_files("d", 200), reg("d/file"), reg("d/file/x"))
+    error = same_as_sequential(tmp_path, data)[0]
+    assert error == (
+        "InvalidArchive",
+        "tar entry 'd/file/x': parent 'd/file' is not a directory",
+    )
+
+
+def test_entries_over_what_this_layer_made_after_a_directory_went(tmp_path):
+    data = tar_of(
+        reg("keep/x"),  # implies keep
+        reg("a/b/x"),  # implies a and a/b
+        *small_files("d"),
+        dir_("gone"),
+        reg("gone", b"a file over a dir: what is known about directories is forgotten"),
+        reg("keep", b"a file over an implied dir"),
+        reg("a/b/y", b"y"),  # an implied dir, used again
+    )
+    assert same_as_sequential(tmp_path, data)[0] is None
+    root = tmp_path / "threads"
+    assert (root / "keep").read_bytes() == b"a file over an implied dir"
+    assert sorted(os.listdir(root / "a/b")) == ["x", "y"]
+
+
+@pytest.mark.root
+def test_entries_over_overlay_whiteouts(tmp_path):
+    require_root("mknod of overlay whiteouts")
+    data = tar_of(reg(".wh.x"), reg("d/.wh.y"), *small_files("d"), reg("x", b"x"), dir_("d/y"))
+    assert same_as_sequential(tmp_path, data, whiteouts="overlay")[0] is None
+    root = tmp_path / "threads"
+    assert (root / "x").read_bytes() == b"x" and (root / "d/y").is_dir()
+
+
+def test_opaque_directory_after_many_queued_files(tmp_path):
+    def lower(root: Path) -> None:
+        write_file(str(root / "o/lower"), b"l")
+        write_file(str(root / "o/sub/lower"), b"l")
+
+    data = tar_of(
+        dir_("o"), *small_files("o"), *small_files("o/sub"), reg("o/.wh..wh..opq"), reg("o/z")
+    )
+    error, tree, _ = same_as_sequential(tmp_path, data, lower)
+    assert error is None
+    assert "o/lower" not in tree and "o/f3" in tree and "o/z" in tree
+    assert "o/sub" not in tree  # implied by this layer, not written by it: hidden (as moby)
+
+
+def test_directory_times_and_modes_are_set_after_queued_files(tmp_path):
+    mtime = {"mtime": "1500000000.25"}
+    data = tar_of(
+        dir_("d", 0o750, pax=mtime),
+        *small_files("d", 200),
+        dir_("d/sub", 0o700, pax=mtime),
+        *small_files("d/sub", 200),
+        sym("d/link", "sub", pax=mtime),
+    )
+    with pool_settings(8):
+        apply_bytes(data, str(tmp_path))
+    for rel, mode in (("d", 0o750), ("d/sub", 0o700)):
+        st_ = os.lstat(tmp_path / rel)
+        assert st_.st_mtime_ns == 1_500_000_000_250_000_000 and stat.S_IMODE(st_.st_mode) == mode
+    assert os.lstat(tmp_path / "d/link").st_mtime_ns == 1_500_000_000_250_000_000
+    assert len(os.listdir(tmp_path / "d/sub")) == 200
+
+
+def _bad_xattr(name: str) -> Member:
+    return reg(name, b"x", xattrs={"bogus.namespace": "v"})  # EOPNOTSUPP in the worker
+
+
+def test_a_worker_error_stops_the_apply_and_rolls_back(tmp_path):
+    data = tar_of(*small_files("a", 300), _bad_xattr("a/bad"), *small_files("b", 300))
+    error, tree, _ = same_as_sequential(tmp_path, data)
+    assert error is not None and error[0] == "DockyardError" and "'a/bad'" in error[1]
+    assert tree == {}  # the root started empty: it is empty again
+    with pool_settings(8), pytest.raises(DockyardError, match="a/bad"):
+        apply_layer(HashingReader(data), str(tmp_path / "threads"))  # type: ignore[arg-type]
+    assert os.listdir(tmp_path / "threads") == []
+
+
+def test_the_earliest_failing_entry_is_reported(tmp_path):
+    data = tar_of(
+        *small_files("a", 100),
+        _bad_xattr("a/first"),
+        *small_files("b", 100),
+        _bad_xattr("b/second"),
+        reg("c/" + "n" * 300, b"x"),  # ENAMETOOLONG, on the reading thread
+        reg("../escape"),
+    )
+    for _ in range(5):
+        error, tree, _ = same_as_sequential(tmp_path, data)
+        assert error is not None and "'a/first'" in str(error[1]) and tree == {}
+
+
+def test_rollback_after_a_worker_error_keeps_the_lower_layers(tmp_path):
+    def lower(root: Path) -> None:
+        write_file(str(root / "lower/file"), b"lower", 0o644, NS)
+
+    data = tar_of(*small_files("lower", 100), *small_files("new", 100), _bad_xattr("new/bad"))
+    error, tree, _ = same_as_sequential(tmp_path, data, lower)
+    assert error is not None and sorted(tree) == ["lower", "lower/file"]
+
+
+@pytest.mark.root
+def test_owners_and_xattrs_of_files_created_by_workers(tmp_path):
+    require_root("chown and trusted.* xattrs")
+    members_ = [
+        reg(f"d/f{i}", b"x", 0o640, uid=1000 + i, gid=2000 + i, xattrs={"trusted.i": str(i)})
+        for i in range(100)
+    ]
+    data = tar_of(dir_("d", uid=7, gid=8), *members_, sym("d/s", "f1", uid=9, gid=10))
+    assert same_as_sequential(tmp_path, data)[0] is None
+    st_ = os.lstat(tmp_path / "threads/d/f42")
+    assert (st_.st_uid, st_.st_gid, stat.S_IMODE(st_.st_mode)) == (1042, 2042, 0o640)
+    assert os.getxattr(tmp_path / "threads/d/f42", "trusted.i") == b"42"
+    assert os.lstat(tmp_path / "threads/d/s").st_uid == 9
+
+
+# random layers over a small namespace, with runs of small files to keep the pool busy
+_paths = st.sampled_from(["a", "a/b", "a/b/c", "d", "d/e", "f", "ls/x", "low/y"])
+_entry = st.one_of(
+    st.builds(lambda p, n: reg(p, b"z" * n), _paths, st.sampled_from([0, 3, 60])),
+    st.builds(lambda p: dir_(p, 0o750), _paths),
+    st.builds(sym, _paths, st.sampled_from(["a", "/d", "b", "../d/e", "/low"])),
+    st.builds(link, _paths, _paths),
+    st.builds(
+        lambda p: reg(p),
+        st.sampled_from([".wh.a", "a/.wh.b", ".wh.low", "d/.wh..wh..opq", ".wh..wh..opq"]),
+    ),
+    st.builds(lambda p, n: small_files(p, n, "fill"), _paths, st.integers(1, 30)),
+)
+
+
+def _lower(root: Path) -> None:
+    write_file(str(root / "a/b/old"), b"old", 0o644, NS)
+    write_file(str(root / "d/e"), b"e", 0o600, NS)
+    write_file(str(root / "low/z"), b"z", 0o644, NS)
+    os.symlink("d", root / "ls")
+    os.utime(root / "ls", ns=(NS, NS), follow_symlinks=False)
+
+
+@given(
+    st.lists(_entry, max_size=25),
+    st.booleans(),
+    st.sampled_from(["delete", "overlay"] if os.geteuid() == 0 else ["delete"]),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_threads_give_the_sequential_result(entries, with_lower, whiteouts):
+    flat: list[Member] = []
+    for entry in entries:
+        flat.extend(entry if isinstance(entry, list) else [entry])
+    prepare = _lower if with_lower and whiteouts == "delete" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        same_as_sequential(Path(tmp), tar_of(*flat), prepare, whiteouts)
+
+
+# -- the pool on its own ----------------------------------------------------------------------
+
+
+def test_pool_bounds_what_is_in_flight():
+    release = threading.Event()
+    pool = WritePool(2, max_bytes=100, max_tasks=3, slow=0)
+    pool.submit("a", release.wait, cost=60)
+    pool.submit("b", release.wait, cost=30)
+    third = threading.Thread(target=lambda: pool.submit("c", lambda: None, cost=20))
+    third.start()
+    third.join(0.2)
+    assert third.is_alive()  # 60 + 30 + 20 > 100: it waits for room
+    release.set()
+    third.join(5)
+    assert not third.is_alive()
+    pool.drain()
+    assert pool.close() is None
+
+
+def test_pool_runs_a_task_after_its_parent_and_reports_the_earliest_failure():
+    order: list[str] = []
+    parent_may_finish = threading.Event()
+    pool = WritePool(4, max_bytes=1 << 20, max_tasks=100, slow=0)
+
+    def fail(what: str, gate: threading.Event | None = None) -> Callable[[], None]:
+        def run() -> None:
+            if gate is not None:
+                gate.wait()
+            order.append(what)
+            raise ValueError(what)
+
+        return run
+
+    def slow_parent() -> None:
+        parent_may_finish.wait()
+        order.append("p")
+
+    pool.submit("p", slow_parent, cost=0)
+    pool.submit("p/child", lambda: order.append("p/child"), cost=0, after="p")
+    first_may_fail = threading.Event()
+    pool.submit("x", fail("x", first_may_fail), cost=0)
+    pool.submit("y", fail("y"), cost=0)  # fails first in time, but comes later
+    time.sleep(0.05)
+    assert "p/child" not in order
+    parent_may_finish.set()
+    first_may_fail.set()
+    with pytest.raises(ValueError, match="x"):
+        pool.drain()
+    assert order.index("p") < order.index("p/child")
+    error = pool.close()
+    assert isinstance(error, ValueError) and str(error) == "x"
+
+
+def test_pool_starts_threads_only_once_tasks_are_slow():
+    ran_in: list[str] = []
+
+    def task(seconds: float) -> Callable[[], None]:
+        def run() -> None:
+            time.sleep(seconds)
+            ran_in.append(threading.current_thread().name)
+
+        return run
+
+    pool = WritePool(2, max_bytes=1 << 20, max_tasks=10, slow=0.002)
+    for i in range(20):
+        pool.submit(f"fast{i}", task(0), cost=0)
+    assert set(ran_in) == {threading.current_thread().name}  # fast: run in submit
+    for i in range(20):
+        pool.submit(f"slow{i}", task(0.005), cost=0)
+    pool.drain()
+    assert ran_in[-1].startswith("layer-writer-")  # slow: handed to the threads
+    assert pool.close() is None

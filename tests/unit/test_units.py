@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockyard.cli.units import (
+from dockyard.units import (
     bytes_size,
     from_human_size,
     human_duration,

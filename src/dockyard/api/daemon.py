@@ -52,9 +52,11 @@ def _socket_answers(path: str) -> bool:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    engine = Engine(args.data_root, args.storage_driver)
+    engine = Engine(args.data_root, args.storage_driver, args.exec_root)
     hosts = args.host or [f"unix://{os.path.join(args.exec_root, 'dockyard.sock')}"]
-    runner = web.AppRunner(make_app(engine), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        make_app(engine), access_log=None, handle_signals=False, handler_cancellation=True
+    )
     await runner.setup()
     sockets: list[str] = []
     pidfile = args.pidfile or os.path.join(args.exec_root, "dockyardd.pid")
@@ -84,6 +86,7 @@ async def serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down")
+        await asyncio.get_running_loop().run_in_executor(None, engine.shutdown)
     finally:
         await runner.cleanup()
         for path in sockets:

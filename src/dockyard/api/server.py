@@ -113,11 +113,12 @@ class Router:
 
 
 def make_app(engine: Engine) -> web.Application:
-    from . import routes_images, routes_system
+    from . import routes_containers, routes_images, routes_system
 
     app = web.Application(middlewares=[api_middleware], client_max_size=64 << 20)
     app[ENGINE] = engine
     router = Router(app)
     routes_system.register(router)
     routes_images.register(router)
+    routes_containers.register(router)
     return app

@@ -9,7 +9,7 @@ printed by the CLI goes through here.
 
 from dockyard.cli.flags import go_quote, parse_go_int
 from dockyard.cli.gofmt import TemplateError, go_bytes, go_rune_u, go_str
-from dockyard.cli.units import parse_go_float
+from dockyard.units import parse_go_float
 
 __all__ = ["Parser", "node_str"]
 

@@ -67,6 +67,18 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    """
+    -- no foreign key to images: `rmi -f` may remove the image of a stopped container, whose
+    -- layers then live on as the parents of its writable layer (as in docker)
+    CREATE TABLE containers (
+        id       TEXT PRIMARY KEY,       -- 64 hex digits
+        name     TEXT NOT NULL UNIQUE,   -- without docker's leading /
+        image_id TEXT NOT NULL,
+        created  TEXT NOT NULL,          -- RFC 3339, for ordering
+        doc      TEXT NOT NULL           -- JSON: Config, HostConfig, State and the rest
+    );
+    CREATE INDEX containers_image ON containers(image_id);
+    """,
 ]
 
 

@@ -14,13 +14,19 @@ from dockyard.image.store import ImageStore
 from dockyard.snapshot.snapshotter import Snapshotter
 
 from .archives import ArchiveService
+from .container_store import ContainerStore
+from .containers import ContainerService
 from .images import ImageService
 from .layers import LayerStore
+from .shims import ShimManager
 
 
 class Engine:
-    def __init__(self, data_root: str, storage_driver: str | None = None) -> None:
+    def __init__(
+        self, data_root: str, storage_driver: str | None = None, exec_root: str | None = None
+    ) -> None:
         self.data_root = os.path.abspath(data_root)
+        self.exec_root = os.path.abspath(exec_root or os.path.join(self.data_root, "exec"))
         os.makedirs(self.data_root, mode=0o711, exist_ok=True)
         # One daemon per data-root: a second one would corrupt the store.
         self._lock = open(os.path.join(self.data_root, "dockyard.lock"), "w")  # noqa: SIM115
@@ -42,7 +48,15 @@ class Engine:
         self.images = ImageService(self.image_store, self.blobs, self.layers)
         self.tmp_root = os.path.join(self.data_root, "tmp")
         self.archives = ArchiveService(self.images, self.tmp_root)
+        self.shims = ShimManager(self.exec_root)
+        self.container_store = ContainerStore(self.db)
+        self.containers = ContainerService(
+            self.container_store, self.images, self.snapshots, self.shims, self.data_root
+        )
+        self.images.users = self._image_users
+        self.images.layers_in_use = self._layers_under_containers
         self.reconcile()
+        self.containers.reconcile()
 
     def _instance_id(self) -> str:
         path = os.path.join(self.data_root, "engine-id")
@@ -69,6 +83,29 @@ class Engine:
             if digest not in used:
                 self.blobs.delete(digest)
 
+    def _image_users(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(c.id, c.running) for c in self.container_store.using_image(image_id)]
+
+    def _layers_under_containers(self) -> set[str]:
+        """Every layer some container's writable layer is built on (its image may be gone)."""
+        parents = {
+            r["chain_id"]: r["parent"] for r in self.db.query("SELECT chain_id, parent FROM layers")
+        }
+        keep: set[str] = set()
+        rows = self.db.query("SELECT parent FROM snapshots WHERE key LIKE 'container/%'")
+        for row in rows:
+            chain = row["parent"]
+            while chain and chain not in keep:
+                keep.add(chain)
+                chain = parents.get(chain)
+        return keep
+
+    def shutdown(self) -> None:
+        """Graceful stop: containers are stopped, the shim zygote told to go."""
+        self.containers.shutdown()
+        self.shims.shutdown()
+
     def close(self) -> None:
+        self.containers.watcher.close()
         self.db.close()
         self._lock.close()

@@ -10,6 +10,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any, BinaryIO
@@ -50,6 +51,10 @@ class ImageService:
         self.layers = layers
         self._prune_running = threading.Lock()
         self.config = lru_cache(maxsize=1024)(self._config)
+        # (container ID, running) of the containers made from an image; set by the engine.
+        self.users: Callable[[str], list[tuple[str, bool]]] = lambda _image_id: []
+        # Chain IDs that containers' writable layers are built on: kept even when no image is.
+        self.layers_in_use: Callable[[], set[str]] = set
 
     # -- lookup --------------------------------------------------------------------------------
     def _config(self, image_id: str) -> dict[str, Any]:
@@ -319,6 +324,13 @@ class ImageService:
         refs = self.store.refs(image.id)
         removed_repository_ref = False
         if not _is_id_prefix(image.id, ref_or_id):
+            users = self.users(image.id)
+            if not force and _single_reference(refs) and users:
+                raise Conflict(
+                    f'conflict: unable to remove repository reference "{ref_or_id}" (must force) '
+                    f"- container {users[0][0][:12]} is using its referenced image "
+                    f"{short_id(image.id)}"
+                )
             named = reference.parse_normalized(ref_or_id).with_default_tag()
             with self.db.tx() as tx:
                 ImageStore.delete_ref(tx, str(named))
@@ -352,16 +364,31 @@ class ImageService:
     def _conflict(
         self, image_id: str, *, hard: bool, soft: bool, references: bool = True
     ) -> Conflict | None:
+        """moby's checkImageDeleteConflict: child images and running containers are hard
+        conflicts; tags and stopped containers soft ones (`force` overrides those)."""
         short = short_id(image_id)
         if hard and self.store.children(image_id):
             return Conflict(
                 f"conflict: unable to delete {short} (cannot be forced) - "
                 "image has dependent child images"
             )
+        users = self.users(image_id)
+        running = [cid for cid, up in users if up]
+        if hard and running:
+            return Conflict(
+                f"conflict: unable to delete {short} (cannot be forced) - "
+                f"image is being used by running container {running[0][:12]}"
+            )
         if soft and references and self.store.refs(image_id):
             return Conflict(
                 f"conflict: unable to delete {short} (must be forced) - "
                 "image is referenced in multiple repositories"
+            )
+        stopped = [cid for cid, up in users if not up]
+        if soft and stopped:
+            return Conflict(
+                f"conflict: unable to delete {short} (must be forced) - "
+                f"image is being used by stopped container {stopped[0][:12]}"
             )
         return None
 
@@ -382,7 +409,8 @@ class ImageService:
                 for ref in self.store.refs(image_id):
                     ImageStore.delete_ref(tx, ref.ref)
                     records.append({"Untagged": reference.parse_normalized(ref.ref).familiar()})
-                released = ImageStore.delete_image(tx, image_id, keep=self.layers.leased())
+                keep = self.layers.leased() | self.layers_in_use()
+                released = ImageStore.delete_image(tx, image_id, keep=keep)
             self.config.cache_clear()
             self.layers.remove_files(released)
             self.blobs.delete(image_id)

@@ -38,7 +38,9 @@ def new_id() -> str:
             return value
 
 
-def generate_name(taken: Callable[[str], bool], rng: Callable[[int], int] = secrets.randbelow) -> str:
+def generate_name(
+    taken: Callable[[str], bool], rng: Callable[[int], int] = secrets.randbelow
+) -> str:
     """A free `adjective_surname`; after a few collisions a digit is appended, as docker does."""
     for attempt in range(100):
         name = f"{ADJECTIVES[rng(len(ADJECTIVES))]}_{SURNAMES[rng(len(SURNAMES))]}"

@@ -70,7 +70,7 @@ def ellipsis(text: str, width: int) -> str:
 
 
 def since(created: float) -> str:
-    from dockyard.cli.units import human_duration
+    from dockyard.units import human_duration
 
     return human_duration(time.time() - created) + " ago"
 

@@ -53,7 +53,7 @@ def _split_familiar(ref: str, sep: str) -> tuple[str, str]:
 
 def image_rows(summary: dict[str, Any], *, trunc: bool, digests: bool) -> list[dict[str, str]]:
     """docker's imageFormat: a row per repository:tag (and digest), or one <none> row."""
-    from dockyard.cli.units import human_size_precision
+    from dockyard.units import human_size_precision
 
     created = summary.get("Created") or 0
     size = summary.get("Size", 0)
@@ -208,7 +208,7 @@ HISTORY_HEADERS = {
 def run_history(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     import time
 
-    from dockyard.cli.units import human_size_precision
+    from dockyard.units import human_size_precision
 
     items = ctx.client.get_json(f"/images/{args[0]}/history")
     human, trunc = opts["human"], not opts["no-trunc"]
@@ -324,7 +324,7 @@ ALL_WARNING = "WARNING! This will remove all images without at least one contain
 
 
 def run_prune(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
-    from dockyard.cli.units import human_size_precision
+    from dockyard.units import human_size_precision
 
     filters = filters_json(opts["filter"], {"dangling": ["false" if opts["all"] else "true"]})
     if not opts["force"] and not confirm(ctx, ALL_WARNING if opts["all"] else DANGLING_WARNING):

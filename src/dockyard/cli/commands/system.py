@@ -87,7 +87,7 @@ def run_info(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     if opts["format"]:
         _template(ctx, opts["format"], info)
         return 0
-    from dockyard.cli.units import bytes_size
+    from dockyard.units import bytes_size
 
     lines = [
         "Client:",
@@ -145,7 +145,7 @@ DF_IMAGE_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{
 
 
 def _reclaimable(total: int, used: int) -> str:
-    from dockyard.cli.units import human_size_precision
+    from dockyard.units import human_size_precision
 
     reclaimable = total - used
     if total > 0:
@@ -154,7 +154,7 @@ def _reclaimable(total: int, used: int) -> str:
 
 
 def run_df(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
-    from dockyard.cli.units import human_size_precision
+    from dockyard.units import human_size_precision
 
     usage = ctx.client.get_json("/system/df")
     images = usage.get("Images") or []
