@@ -12,6 +12,8 @@ We re-implement that here instead of using argparse/click because:
 
 import os
 
+from dockyard.gostrconv import go_quote
+
 # typing/collections.abc cost milliseconds at start-up; only type checkers need them.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -120,38 +122,7 @@ class Flag:
 # Go strconv re-implementations (exact error wording matters: users see it).
 
 
-def go_quote(s: str) -> str:
-    """strconv.Quote: double-quoted Go string literal (also what %q prints)."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif 0x20 <= o < 0x7F:
-            out.append(ch)
-        elif ch in _QUOTE_ESCAPES:
-            out.append(_QUOTE_ESCAPES[ch])
-        elif o < 0x20 or o == 0x7F:
-            out.append(f"\\x{o:02x}")
-        elif o >= 0x80 and ch.isprintable():  # close to unicode.IsPrint
-            out.append(ch)
-        elif o < 0x10000:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(f"\\U{o:08x}")
-    out.append('"')
-    return "".join(out)
 
-
-_QUOTE_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
 
 
 def parse_go_bool(s: str) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from dockyard.flagvalues import ULIMIT_NAMES  # noqa: F401 - re-exported
+
 # The runtime-spec version we declare. runc 1.1 (`runc features`: ociVersionMax) and dockerd
 # 20.10 both write 1.0.2-dev; we use no field that a later version added (no time namespace,
 # no `domainname`), so claiming a newer version would only make older runtimes refuse us.
@@ -208,25 +210,6 @@ NETWORK_SYSCTLS: tuple[tuple[str, str], ...] = (
 DEFAULT_ULIMITS: tuple[tuple[str, int, int], ...] = (("nofile", 1048576, 1048576),)
 
 # `--ulimit` names docker accepts (go-units; "as" is deliberately disabled there).
-ULIMIT_NAMES: frozenset[str] = frozenset(
-    {
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-    }
-)
 
 # RLIM_INFINITY as the runtime spec's uint64 (docker's -1 ulimit becomes this).
 RLIM_INFINITY = 2**64 - 1

@@ -442,6 +442,12 @@ class Container:
             self.record.exit_status = status  # kept in memory: the caller is about to delete
         return self._status
 
+    def reaped(self, status: int) -> None:
+        """The caller reaped the init itself (a shim's waitpid(-1) loop): remember its status so
+        that wait_status() and delete() do not wait for a child that is gone."""
+        self._status = status
+        self.record.exit_status = status
+
     def wait(self, timeout: float | None = None) -> int | None:
         status = self.wait_status(timeout)
         return None if status is None else _exit_code(status)
@@ -552,6 +558,12 @@ class ExecProcess:
         if self._status is None:
             self._status = _wait_child(self.pid, timeout)
         return self._status
+
+    def reaped(self, status: int) -> None:
+        """The caller reaped the init itself (a shim's waitpid(-1) loop): remember its status so
+        that wait_status() and delete() do not wait for a child that is gone."""
+        self._status = status
+        self.record.exit_status = status
 
     def wait(self, timeout: float | None = None) -> int | None:
         status = self.wait_status(timeout)

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import posixpath
 import re
-import signal
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 
 from dockyard.errors import InvalidParameter
-from dockyard.runtime.defaults import DEFAULT_SHM_SIZE, ULIMIT_NAMES
+from dockyard.flagvalues import (  # noqa: F401 - the parsers are part of this module's API
+    RESTART_POLICIES,
+    go_parse_int,
+    parse_cpus,
+    parse_env_file,
+    parse_restart_policy,
+    parse_signal,
+    parse_ulimit,
+)
+from dockyard.gostrconv import go_quote
+from dockyard.runtime.defaults import DEFAULT_SHM_SIZE
 
 
 @dataclass
@@ -92,202 +99,6 @@ def clean_path(path: str) -> str:
     """Go's path.Clean: like posixpath.normpath, but "//x" is "/x" as well."""
     clean = posixpath.normpath(path)
     return clean[1:] if clean.startswith("//") else clean
-
-
-def go_quote(text: str) -> str:
-    """Go's %q for the strings in docker's messages."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    return "".join(out) + '"'
-
-
-def go_parse_int(text: str) -> int:
-    """strconv.ParseInt(text, 10, 64) with Go's error texts."""
-    digits = text[1:] if text[:1] in ("+", "-") else text
-    if not digits or not digits.isascii() or not digits.isdigit():
-        raise InvalidParameter(f"strconv.ParseInt: parsing {go_quote(text)}: invalid syntax")
-    value = int(text)
-    if not -(2**63) <= value < 2**63:
-        raise InvalidParameter(f"strconv.ParseInt: parsing {go_quote(text)}: value out of range")
-    return value
-
-
-def parse_ulimit(value: str) -> tuple[str, int, int]:
-    """`--ulimit name=soft[:hard]` -> (name, soft, hard); -1 means unlimited (go-units)."""
-    name, sep, limits = value.partition("=")
-    if not sep:
-        raise InvalidParameter(f"invalid ulimit argument: {value}")
-    if name not in ULIMIT_NAMES:
-        raise InvalidParameter(f"invalid ulimit type: {name}")
-    parts = limits.split(":")
-    if len(parts) > 2:
-        raise InvalidParameter(
-            f"too many limit value arguments - {limits}, can only have up to two, `soft[:hard]`"
-        )
-    # go-units parses the hard value first, so its error wins when both are bad.
-    hard = go_parse_int(parts[1]) if len(parts) == 2 else None
-    soft = go_parse_int(parts[0])
-    hard = soft if hard is None else hard
-    if hard != -1:
-        if soft == -1:
-            raise InvalidParameter(
-                "ulimit soft limit must be less than or equal to hard limit: "
-                f"soft: -1 (unlimited), hard: {hard}"
-            )
-        if soft > hard:
-            raise InvalidParameter(
-                f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
-            )
-    return name, soft, hard
-
-
-_DECIMAL = re.compile(r"[+-]?(?:(\d+)(?:\.(\d*))?|\.(\d+))(?:[eE]([+-]?\d+))?", re.ASCII)
-_RATIO = re.compile(r"([+-]?\d+)/(\d+)", re.ASCII)
-
-
-def parse_cpus(value: str) -> int:
-    """`--cpus 1.5` -> NanoCPUs (1500000000), as the docker CLI's big.Rat parsing does.
-
-    Accepts decimals with an exponent and "a/b" fractions. Go's hex and octal forms are not
-    accepted (nobody writes --cpus 0x2). Exponents are bounded so hostile input cannot make us
-    compute 10**huge; past the bound a value is either too precise or meaninglessly large.
-    """
-    bad = InvalidParameter(f"failed to parse {value} as a rational number")
-    if len(value) > 400:
-        raise bad
-    if m := _RATIO.fullmatch(value):
-        if int(m.group(2)) == 0:
-            raise bad
-        cpus = Fraction(int(m.group(1)), int(m.group(2)))
-    elif m := _DECIMAL.fullmatch(value):
-        exponent = int(m.group(4) or 0)
-        if abs(exponent) > 1000:
-            mantissa = value.lower().split("e")[0]
-            if not mantissa.strip("+-.0"):
-                return 0
-            if exponent < 0:
-                raise InvalidParameter("value is too precise")
-            raise bad
-        cpus = Fraction(value)
-    else:
-        raise bad
-    nano = cpus * 1_000_000_000
-    if nano.denominator != 1:
-        raise InvalidParameter("value is too precise")
-    # Go's Int64() keeps the low 64 bits of a bigger numerator.
-    return (nano.numerator + 2**63) % 2**64 - 2**63
-
-
-RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
-
-
-def parse_restart_policy(policy: str) -> tuple[str, int]:
-    """`--restart name[:max-retries]` -> (name, max_retries), checked as CLI + daemon do.
-
-    "" returns ("", 0): docker keeps an empty name for old API clients, meaning "no".
-    """
-    if policy == "":
-        return "", 0
-    name, sep, count = policy.partition(":")
-    if sep and name == "":
-        raise InvalidParameter("invalid restart policy format: no policy provided before colon")
-    retries = 0
-    if count != "":
-        try:
-            retries = go_parse_int(count)
-        except InvalidParameter:
-            raise InvalidParameter(
-                "invalid restart policy format: maximum retry count must be an integer"
-            ) from None
-    if name in ("always", "unless-stopped", "no"):
-        if retries != 0:
-            msg = "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-            raise InvalidParameter(msg + (" and cannot be negative" if retries < 0 else ""))
-    elif name == "on-failure":
-        if retries < 0:
-            raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
-    else:
-        raise InvalidParameter(
-            f"invalid restart policy: unknown policy '{name}'; use one of "
-            "'no', 'always', 'on-failure', or 'unless-stopped'"
-        )
-    return name, retries
-
-
-_ENV_LINE_MAX = 64 * 1024  # bufio.MaxScanTokenSize
-
-
-def parse_env_file(
-    data: str | bytes,
-    lookup: Mapping[str, str] | Callable[[str], str | None] | None = None,
-    *,
-    filename: str | None = None,
-) -> list[str]:
-    """`--env-file` content -> ["K=V", ...] with the docker CLI's rules (cli/pkg/kvfile).
-
-    Leading whitespace is dropped, trailing kept (it is part of the value); "#" lines and blank
-    lines are skipped; a UTF-8 BOM on line 1 is removed; "K" alone takes its value from
-    `lookup` (the client's environment) and is dropped when not found there. Keys may not
-    contain spaces or tabs. With `filename`, errors read "invalid env file (NAME): ..." as the
-    CLI prints them.
-    """
-    try:
-        return _parse_kv_lines(data, lookup)
-    except InvalidParameter as e:
-        if filename is None:
-            raise
-        raise InvalidParameter(f"invalid env file ({filename}): {e.message}") from None
-
-
-def _parse_kv_lines(
-    data: str | bytes, lookup: Mapping[str, str] | Callable[[str], str | None] | None
-) -> list[str]:
-    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # a final newline does not start another line
-    out: list[str] = []
-    for number, chunk in enumerate(lines, 1):
-        chunk = chunk.removesuffix(b"\r")
-        if len(chunk) > _ENV_LINE_MAX:
-            raise InvalidParameter("bufio.Scanner: token too long")
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            shown = " ".join(str(b) for b in chunk)
-            raise InvalidParameter(f"invalid utf8 bytes at line {number}: [{shown}]") from None
-        if number == 1:
-            text = text.removeprefix("\ufeff")
-        line = text.lstrip(" \t\n\v\f\r\x85\xa0\u2000\u2001\u2002\u2003\u3000")
-        if not line or line.startswith("#"):
-            continue
-        key, sep, _value = line.partition("=")
-        if not key:
-            raise InvalidParameter(f"no variable name on line '{line}'")
-        if " " in key or "\t" in key:
-            raise InvalidParameter(f"variable '{key}' contains whitespaces")
-        if sep:
-            out.append(line)
-            continue
-        if lookup is None:
-            continue
-        found = lookup.get(line) if isinstance(lookup, Mapping) else lookup(line)
-        if found is not None:
-            out.append(f"{key}={found}")
-    return out
 
 
 @dataclass
@@ -408,39 +219,6 @@ def parse_device_cgroup_rule(rule: str) -> dict[str, object]:
         which = "major" if major >= 2**63 else "minor"
         raise InvalidParameter(f"invalid {which} value in device cgroup rule format: '{rule}'")
     return {"allow": True, "type": m.group(1), "major": major, "minor": minor, "access": m.group(4)}
-
-
-def parse_signal(value: str) -> int:
-    """A stop signal by number or name, with or without SIG (moby signal.ParseSignal)."""
-    try:
-        number = go_parse_int(value)
-    except InvalidParameter:
-        number = None
-    if number is not None:
-        if number == 0:
-            raise InvalidParameter(f"Invalid signal: {value}")
-        return number
-    name = value.upper().removeprefix("SIG")
-    sig = _signal_numbers().get(name)
-    if sig is None:
-        raise InvalidParameter(f"Invalid signal: {value}")
-    return sig
-
-
-def _signal_numbers() -> dict[str, int]:
-    names = {s.name.removeprefix("SIG"): int(s) for s in signal.Signals if "_" not in s.name}
-    names.pop("RTMIN", None)
-    names.pop("RTMAX", None)
-    # moby's Linux map has RTMIN, RTMIN+1..+15, RTMAX-14..-1, RTMAX (34..64).
-    rtmin, rtmax = int(signal.SIGRTMIN), int(signal.SIGRTMAX)
-    names["RTMIN"], names["RTMAX"] = rtmin, rtmax
-    for i in range(1, 16):
-        names[f"RTMIN+{i}"] = rtmin + i
-        names[f"RTMAX-{i}"] = rtmax - i
-    names.setdefault("IOT", int(signal.SIGABRT))
-    names.setdefault("POLL", int(signal.SIGIO))
-    names.setdefault("UNUSED", 31)
-    return names
 
 
 LINUX_MIN_MEMORY = 6 * 1024 * 1024

@@ -569,6 +569,8 @@ class Shim:
 
     def _container_exited(self, status: int) -> None:
         self.status = status
+        if self.container is not None:
+            self.container.reaped(status)
         self.exited_at = time.monotonic()
         if self.tty and self.console in self.outputs:
             # Read what the pty still holds (until EIO), then it counts as drained.

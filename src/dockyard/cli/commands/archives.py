@@ -24,12 +24,18 @@ def run_save(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
             out.write(chunk)
         out.flush()
         return 0
-    # Write beside the target and rename, so a failed save leaves no half-written file.
+    # A regular file is written beside the target and renamed, so that a failed save leaves
+    # nothing half-written; anything else (/dev/null, a pipe) is written in place.
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise CLIError(
             f'failed to save image: invalid output path: directory "{directory}" does not exist'
         )
+    if os.path.exists(output) and not os.path.isfile(output):
+        with open(output, "wb") as f:
+            for chunk in response.chunks():
+                f.write(chunk)
+        return 0
     partial = f"{output}.dockyard-partial"
     try:
         with open(partial, "wb") as f:
