@@ -249,6 +249,43 @@ class Client:
             sock.sendall(b"%x\r\n" % len(data) + data + b"\r\n")
         sock.sendall(b"0\r\n\r\n")
 
+    def hijack(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        body: bytes | None = None,
+    ) -> tuple[Any, bytes]:
+        """Send a request that takes the connection over (attach, exec start): returns the raw
+        socket, and what already came after the response head."""
+        path = quote(path, safe="/:@")
+        if query:
+            items = query.items() if isinstance(query, dict) else query
+            path += "?" + urlencode([(k, v) for k, v in items if v is not None])
+        sock = self._connect()
+        payload = body or b""
+        head = [
+            f"{method} {path} HTTP/1.1",
+            "Host: api",
+            "User-Agent: Dockyard-Client",
+            "Connection: Upgrade",
+            "Upgrade: tcp",
+            "Content-Type: application/json" if payload else "Content-Type: text/plain",
+            f"Content-Length: {len(payload)}",
+        ]
+        try:
+            sock.sendall(("\r\n".join([*head, "", ""])).encode() + payload)
+            reader = _Reader(sock)
+            response = Response(sock, reader, method)
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(exc.strerror or str(exc)) from None
+        if response.status >= 400:
+            raise _api_error(response)
+        leftover = bytes(reader.buf)
+        reader.buf.clear()
+        return sock, leftover
+
     def get_json(self, path: str, query: dict[str, Any] | None = None) -> Any:
         return self.request("GET", path, query).json()
 

@@ -122,9 +122,6 @@ class Flag:
 # Go strconv re-implementations (exact error wording matters: users see it).
 
 
-
-
-
 def parse_go_bool(s: str) -> bool:
     """strconv.ParseBool."""
     if s in ("1", "t", "T", "TRUE", "true", "True"):
