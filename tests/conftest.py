@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -105,14 +106,47 @@ def start_daemon(base: Path) -> Daemon:
     return Daemon(base, data_root, exec_root, socket, process)
 
 
+def processes_under(base: Path) -> list[int]:
+    """PIDs whose command line names a path under base (our daemon's zygote and shims)."""
+    found = []
+    needle = str(base).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def mounts_under(base: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(base))]
+
+
 def stop_daemon(daemon: Daemon) -> None:
+    """Stop the daemon (it stops its containers; its shim zygote then leaves) and check that
+    nothing it started or mounted is left."""
     if daemon.process.poll() is None:
         daemon.process.send_signal(signal.SIGTERM)
         try:
-            daemon.process.wait(timeout=30)
+            daemon.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             daemon.process.kill()
             daemon.process.wait()
+    deadline = time.monotonic() + 15
+    while processes_under(daemon.base) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    leftover = processes_under(daemon.base)
+    for pid in leftover:  # ours, by PID: end them so one failure does not leak into the next
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    mounted = mounts_under(daemon.base)
+    assert not leftover, f"processes left running under {daemon.base}: {leftover}"
+    assert not mounted, f"mounts left under {daemon.base}: {mounted}"
 
 
 @pytest.fixture(scope="session")

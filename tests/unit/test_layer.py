@@ -941,10 +941,13 @@ def test_pool_runs_a_task_after_its_parent_and_reports_the_earliest_failure():
     pool.submit("p", slow_parent, cost=0)
     pool.submit("p/child", lambda: order.append("p/child"), cost=0, after="p")
     first_may_fail = threading.Event()
-    pool.submit("x", fail("x", first_may_fail), cost=0)
-    pool.submit("y", fail("y"), cost=0)  # fails first in time, but comes later
-    time.sleep(0.05)
-    assert "p/child" not in order
+    # (different `after`s, never pending: not one batch, so they run on different threads)
+    pool.submit("x", fail("x", first_may_fail), cost=0, after="x-dir")
+    pool.submit("y", fail("y"), cost=0, after="y-dir")  # fails first in time, but comes later
+    deadline = time.monotonic() + 10
+    while not order and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert order == ["y"]  # the parent and x wait for their events; p/child for p
     parent_may_finish.set()
     first_may_fail.set()
     with pytest.raises(ValueError, match="x"):
@@ -964,12 +967,12 @@ def test_pool_starts_threads_only_once_tasks_are_slow():
 
         return run
 
-    pool = WritePool(2, max_bytes=1 << 20, max_tasks=10, slow=0.002)
+    pool = WritePool(2, max_bytes=1 << 20, max_tasks=10, slow=0.01)
     for i in range(20):
         pool.submit(f"fast{i}", task(0), cost=0)
     assert set(ran_in) == {threading.current_thread().name}  # fast: run in submit
     for i in range(20):
-        pool.submit(f"slow{i}", task(0.005), cost=0)
+        pool.submit(f"slow{i}", task(0.03), cost=0)
     pool.drain()
     assert ran_in[-1].startswith("layer-writer-")  # slow: handed to the threads
     assert pool.close() is None

@@ -15,6 +15,7 @@ from aiohttp import web
 from dockyard import __version__
 from dockyard.engine.engine import Engine
 from dockyard.errors import DockyardError
+from dockyard.runtime import unixsock
 
 from .server import make_app
 
@@ -69,7 +70,9 @@ async def serve(args: argparse.Namespace) -> None:
                     if _socket_answers(path):
                         raise DockyardError(f"another daemon is already listening on {path}")
                     os.unlink(path)
-                await web.UnixSite(runner, path).start()
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                unixsock.bind(listener, path)  # long paths too (aiohttp would refuse them)
+                await web.SockSite(runner, listener).start()
                 os.chmod(path, 0o660)
                 sockets.append(path)
             elif host.startswith("tcp://"):

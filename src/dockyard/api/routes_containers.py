@@ -14,7 +14,7 @@ from aiohttp import web
 from dockyard.engine import logs as logfiles
 from dockyard.engine.container_views import container_inspect, container_summaries
 from dockyard.engine.filters import Filters
-from dockyard.errors import DockyardError, InvalidParameter
+from dockyard.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from .hijack import Hijacked, hijack
 from .routes_images import bool_value
@@ -92,9 +92,12 @@ async def restart(request: web.Request) -> web.Response:
 
 async def kill(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    await run_sync(
-        engine.containers.kill, request.match_info["id"], request.query.get("signal") or "KILL"
-    )
+    name = request.match_info["id"]
+    try:
+        await run_sync(engine.containers.kill, name, request.query.get("signal") or "KILL")
+    except (Conflict, NotFound) as exc:  # moby's router wraps what ContainerKill says
+        exc.message = f"Cannot kill container: {name}: {exc.message}"
+        raise
     return web.Response(status=204)
 
 

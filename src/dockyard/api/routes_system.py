@@ -9,6 +9,7 @@ import time
 from aiohttp import web
 
 from dockyard import __version__
+from dockyard.engine import container_prune
 
 from .server import API_VERSION, MIN_API_VERSION, Router, _set_headers, engine_of, json_response
 from .streams import run_sync
@@ -98,10 +99,7 @@ async def info(request: web.Request) -> web.Response:
     return json_response(
         {
             "ID": engine.instance_id,
-            "Containers": 0,
-            "ContainersRunning": 0,
-            "ContainersPaused": 0,
-            "ContainersStopped": 0,
+            **(await run_sync(container_prune.counts, engine)),
             "Images": len(images),
             "Driver": engine.snapshots.driver,
             "DriverStatus": engine.snapshots.status(),
@@ -169,11 +167,12 @@ async def info(request: web.Request) -> web.Response:
 async def system_df(request: web.Request) -> web.Response:
     engine = engine_of(request)
     usage = await run_sync(engine.images.disk_usage)
+    containers = await run_sync(container_prune.disk_usage, engine, usage["Images"])
     return json_response(
         {
             "LayersSize": usage["LayersSize"],
             "Images": usage["Images"],
-            "Containers": [],
+            "Containers": containers,
             "Volumes": [],
             "BuildCache": [],
         }

@@ -113,7 +113,8 @@ class Router:
 
 
 def make_app(engine: Engine) -> web.Application:
-    from . import routes_containers, routes_images, routes_system
+    from . import routes_containers, routes_exec, routes_images, routes_system
+    from .routes_container_files import register as register_container_files
 
     app = web.Application(middlewares=[api_middleware], client_max_size=64 << 20)
     app[ENGINE] = engine
@@ -121,4 +122,6 @@ def make_app(engine: Engine) -> web.Application:
     routes_system.register(router)
     routes_images.register(router)
     routes_containers.register(router)
+    routes_exec.register(router)
+    register_container_files(router)
     return app

@@ -122,6 +122,7 @@ def container_inspect(engine: Engine, ref: str, size: bool = False) -> dict[str,
         data = None
     doc["GraphDriver"] = {"Data": data, "Name": engine.snapshots.driver}
     doc["NetworkSettings"] = _network_settings()
+    doc["ExecIDs"] = engine.execs.ids_of(container)
     if size:
         doc["SizeRw"], doc["SizeRootFs"] = sizes(engine, container)
     ordered = {k: doc[k] for k in _INSPECT_ORDER if k in doc}

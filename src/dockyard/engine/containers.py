@@ -36,6 +36,7 @@ from .shims import ShimError, ShimManager, read_frame
 
 log = logging.getLogger("dockyard.containers")
 DEFAULT_STOP_TIMEOUT = 10
+MANUALLY_STOPPED = "HasBeenManuallyStopped"  # kept in the document, not shown by inspect
 
 
 def now() -> str:
@@ -62,6 +63,7 @@ class ContainerService:
         self._waiters: dict[str, list[tuple[str, Future[dict[str, Any]]]]] = {}
         self._attachers: dict[str, list[tuple[dict[str, Any], Future[Any]]]] = {}
         self._stopping: set[str] = set()
+        self._shutting_down = False
         self.watcher = ExitWatcher(shims, self._on_exit)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -163,6 +165,7 @@ class ContainerService:
         cid = container.id
         rootfs = self.rootfs(cid)
         self._stopping.discard(cid)
+        container.doc.pop(MANUALLY_STOPPED, None)
         self.snapshots.mount(container.snapshot_key, rootfs)
         try:
             opts = self._options(container)
@@ -292,10 +295,14 @@ class ContainerService:
         number = parse_signal(sig or "KILL")
         with self.lock(container.id):
             container = self.store.get(container.id) or container
-            if not container.running:
+            if not container.running and not container.state.get("Restarting"):
                 raise Conflict(f"Container {container.id} is not running")
-            if number == signal.SIGKILL:
-                self._stopping.add(container.id)
+            stop_signal = container.config.get("StopSignal")
+            if number == signal.SIGKILL or not stop_signal or parse_signal(stop_signal) == number:
+                self._stopping.add(container.id)  # moby's ExitOnNext: no restart after this exit
+            self._manually_stopped(container)
+            if self._cancel_restart(container):
+                return
             self._signal(container, number)
 
     def _signal(self, container: Container, number: int) -> None:
@@ -311,9 +318,12 @@ class ContainerService:
         container = self.find(ref)
         with self.lock(container.id):
             container = self.store.get(container.id) or container
+            if self._cancel_restart(container, manually=True):
+                return
             if not container.running:
                 raise NotModified("container already stopped")
             self._stopping.add(container.id)
+            self._manually_stopped(container)
             waiter = self._register(container.id, "not-running")
             stop_signal = parse_signal(sig or container.config.get("StopSignal") or "SIGTERM")
             if timeout is None:
@@ -333,6 +343,28 @@ class ContainerService:
             if container.running:
                 self._signal(container, signal.SIGKILL)
         waiter.result(timeout=30)
+
+    def _manually_stopped(self, container: Container) -> None:
+        """moby's HasBeenManuallyStopped (kept until the next start): an `unless-stopped`
+        container stopped by a user is not started again when the daemon starts."""
+        if not self._shutting_down:
+            container.doc[MANUALLY_STOPPED] = True
+            self.store.save(container)
+
+    def _cancel_restart(self, container: Container, manually: bool = False) -> bool:
+        """A stop or kill of a container waiting to be restarted by its policy ends the
+        restart loop: it stays exited (docker: Restarting counts as running for stop and
+        kill, and its restart manager is cancelled)."""
+        if container.running or not container.state.get("Restarting"):
+            return False
+        self._stopping.discard(container.id)
+        if manually:
+            self._manually_stopped(container)
+        container.state.update(Restarting=False, Status="exited")
+        self.store.save(container)
+        if container.host_config.get("AutoRemove"):
+            threading.Thread(target=self._auto_remove, args=(container.id,), daemon=True).start()
+        return True
 
     def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         with contextlib.suppress(NotModified):
@@ -487,6 +519,8 @@ class ContainerService:
             container = self.store.get(container_id)
             if container is None or container.running or not container.state.get("Restarting"):
                 return
+            if self._shutting_down:
+                return
             try:
                 self._start(container)
             except DockyardError as exc:
@@ -539,12 +573,17 @@ class ContainerService:
         container = self.find(ref)
         if not new_name:
             raise InvalidParameter("Neither old nor new names may be empty")
-        name = validate_name(new_name)
-        if name == container.name:
+        if new_name.removeprefix("/") == container.name:
             raise InvalidParameter("Renaming a container with the same name as its current name")
-        with self.lock(container.id):
-            container = self.store.get(container.id) or container
-            self.store.rename(container, name)
+        try:  # moby's reserveName errors, wrapped as its rename wraps them
+            name = validate_name("/" + new_name.removeprefix("/"))
+            with self.lock(container.id):
+                container = self.store.get(container.id) or container
+                self.store.rename(container, name)
+        except (InvalidParameter, Conflict) as exc:
+            exc.message = f"Error when allocating new name: {exc.message}"
+            exc.args = (exc.message,)
+            raise
 
     # -- daemon start and stop -----------------------------------------------------------------
     def reconcile(self) -> None:
@@ -563,9 +602,47 @@ class ContainerService:
                 except OSError:
                     result = self.shims.exit_result(container.id)
             self._on_exit(container.id, result)
+        for container in self.store.all():
+            if self._start_on_boot(container):
+                threading.Thread(target=self._boot_start, args=(container.id,), daemon=True).start()
+
+    @staticmethod
+    def _start_on_boot(container: Container) -> bool:
+        """moby's restore: a stopped container that has run is started again when its
+        policy says so (`always` even after a manual stop; `unless-stopped` unless stopped
+        by a user; `on-failure` after a failure, within its retry count)."""
+        state = container.state
+        if container.running or state.get("Restarting") or state.get("StartedAt") == ZERO_TIME:
+            return False
+        policy = container.host_config.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if name == "always":
+            return True
+        if name == "unless-stopped":
+            return not container.doc.get(MANUALLY_STOPPED)
+        if name == "on-failure" and state.get("ExitCode", 0) != 0:
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            return limit == 0 or int(container.doc.get("RestartCount", 0)) < limit
+        return False
+
+    def _boot_start(self, container_id: str) -> None:
+        with self.lock(container_id):
+            container = self.store.get(container_id)
+            if container is None or self._shutting_down or not self._start_on_boot(container):
+                return
+            try:
+                self._start(container)
+            except DockyardError as exc:
+                log.warning(
+                    "starting %s on daemon start failed: %s", container_id[:12], exc.message
+                )
 
     def shutdown(self) -> None:
         """A graceful daemon stop ends its containers (docker without live-restore)."""
+        self._shutting_down = True
+        for container in self.store.all():  # no restart timer may start one after this
+            with self.lock(container.id):
+                self._cancel_restart(self.store.get(container.id) or container)
         running = [c for c in self.store.all() if c.running]
         threads = [threading.Thread(target=self._stop_quietly, args=(c.id,)) for c in running]
         for thread in threads:

@@ -16,6 +16,7 @@ from dockyard.snapshot.snapshotter import Snapshotter
 from .archives import ArchiveService
 from .container_store import ContainerStore
 from .containers import ContainerService
+from .execs import ExecService
 from .images import ImageService
 from .layers import LayerStore
 from .shims import ShimManager
@@ -53,6 +54,7 @@ class Engine:
         self.containers = ContainerService(
             self.container_store, self.images, self.snapshots, self.shims, self.data_root
         )
+        self.execs = ExecService(self.containers)
         self.images.users = self._image_users
         self.images.layers_in_use = self._layers_under_containers
         self.reconcile()

@@ -397,7 +397,8 @@ class ImageService:
     ) -> None:
         conflict = self._conflict(image_id, hard=True, soft=not force)
         if conflict is not None:
-            if quiet and not self._is_dangling(image_id):
+            # moby: after an untag, a conflict is quiet unless the image is dangling and unused
+            if quiet and (not self._is_dangling(image_id) or self.users(image_id)):
                 return
             raise conflict
         image = self.store.get(image_id)

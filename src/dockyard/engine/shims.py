@@ -14,10 +14,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
 from dockyard.errors import DockyardError
+from dockyard.runtime import unixsock
 from dockyard.runtime.shim import CONTROL, EXIT_FILE, HEADER, SOCKET
 
 ZYGOTE_SOCKET = "zygote.sock"
@@ -37,7 +39,7 @@ def _request(path: str, message: dict[str, Any], timeout: float = START_TIMEOUT)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(timeout)
     try:
-        sock.connect(path)
+        unixsock.connect(sock, path)
         sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
     except OSError:
         sock.close()
@@ -106,6 +108,7 @@ class ShimManager:
         self.zygote_socket = os.path.join(exec_root, ZYGOTE_SOCKET)
         self.runtime_root = os.path.join(exec_root, "runtime")
         self._zygote: subprocess.Popen[bytes] | None = None
+        self._zygote_lock = threading.Lock()  # two starts at once must not make two zygotes
 
     # -- the zygote ----------------------------------------------------------------------------
     def _ping(self) -> bool:
@@ -118,6 +121,10 @@ class ShimManager:
             return False
 
     def ensure_zygote(self) -> None:
+        with self._zygote_lock:
+            self._ensure_zygote()
+
+    def _ensure_zygote(self) -> None:
         if self._ping():
             return
         # An older zygote (another protocol) retires once its shims are gone.

@@ -57,6 +57,9 @@ class Plan:
     hooks_sync: bool = False
     container_id: str = ""
     cpus: set[int] = field(default_factory=set)  # the caller's CPU affinity, restored on exec
+    # Die (SIGKILL) if the creator dies before start: a shim wants that, the CLI's `create`
+    # (whose process exits at once, by contract) does not.
+    die_with_creator: bool = False
 
 
 def _reset_signals() -> None:
@@ -93,6 +96,18 @@ def _place_fds(plan: Plan, keep: list[int]) -> list[int]:
     return moved
 
 
+def _close_others(keep: set[int]) -> None:
+    """Close what we inherited from our creator (its sockets, its other containers' pipes):
+    while we wait for start, an fd held here would keep a peer of the creator waiting."""
+    high = max(keep) + 1
+    start = 0
+    for fd in sorted(keep):
+        if fd > start:
+            os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(high, 65536)
+
+
 def fcntl_dupfd(fd: int, floor: int) -> int:
     import fcntl
 
@@ -113,9 +128,14 @@ def run_init(plan: Plan, sock: socket.socket, fifo_fd: int) -> None:
     try:
         gc.disable()  # a collection would touch every object: copy-on-write faults galore
         _reset_signals()
+        # Until the exec, we die with our creator: an init whose creator is gone would wait
+        # for a start that never comes (cleared again right before the exec).
+        if plan.die_with_creator:
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
         # detach(): the old socket object must not close its fd number later, which dup2 may
         # by then have reused for stdio.
         sock_fd, fifo_fd = _place_fds(plan, [sock.detach(), fifo_fd])
+        _close_others({sock_fd, fifo_fd, *range(3 + len(plan.extra_fds))})
         # Our own fd directory, opened now: after pivot_root the FIFO's path is out of reach
         # and the container may have no /proc of its own. Closed before exec.
         fd_dir = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -159,6 +159,7 @@ def create(
     extra_fds: tuple[int, ...] | list[int] = (),
     cgroup_parent: str = "/dockyard",
     pid_file: str | None = None,
+    die_with_creator: bool = False,
 ) -> Container:
     """Create a container whose init waits before exec; see the module docstring."""
     if not state.valid_id(container_id):

@@ -58,18 +58,23 @@ class JsonFileLog:
 
     def _emit(self, stream: str, lines: list[bytes]) -> None:
         stamp = rfc3339_nano(time.time_ns())
-        text = "".join(
-            json.dumps(
+        text = bytearray()
+        for line in lines:
+            # docker checks before each entry: a file that holds max_size or more is rotated.
+            if self.max_size > 0 and self._size >= self.max_size:
+                if text:
+                    os.write(self._fd, text)
+                    text.clear()
+                self._rotate()
+            entry = json.dumps(
                 {"log": line.decode("utf-8", "replace"), "stream": stream, "time": stamp},
                 separators=(",", ":"),
             )
-            + "\n"
-            for line in lines
-        ).encode()
-        if self.max_size > 0 and self._size > 0 and self._size + len(text) > self.max_size:
-            self._rotate()
-        os.write(self._fd, text)
-        self._size += len(text)
+            encoded = (entry + "\n").encode()
+            text += encoded
+            self._size += len(encoded)
+        if text:
+            os.write(self._fd, text)
 
     def _rotate(self) -> None:
         os.close(self._fd)

@@ -19,6 +19,7 @@ using docker's own rule (cli/command/container/run.go and moby's start error tra
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -297,6 +298,8 @@ def _verify_cwd() -> None:
 
 def execve(executable: str, args: list[str], env: list[str]) -> None:
     """execve; on failure raise an ExecError whose code follows the shell's 126/127 rule."""
+    with contextlib.suppress(OSError):  # the creator's death no longer concerns the program
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
     try:
         os.execve(executable, args, dict(kv.split("=", 1) for kv in env))
     except OSError as e:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import linux
+from . import linux, unixsock
 from .logfile import JsonFileLog, rfc3339_nano
 
 HEADER = struct.Struct(">BxxxL")
@@ -233,6 +233,7 @@ class Shim:
                 stdio=stdio,
                 terminal=self.tty,
                 cgroup_parent=self.req.get("cgroup_parent", "/dockyard"),
+                die_with_creator=True,
             )
             for fd in stdio or ():
                 if fd not in (0, 1, 2):
@@ -248,8 +249,9 @@ class Shim:
                 raise linux.ContainerError("the daemon gave up before start")
             self._accept_waiting()
             self.container.start()
-        except linux.ContainerError as exc:
-            self._send({"error": str(exc), "exit_code": exc.exit_code or 125})
+        except Exception as exc:  # whatever went wrong, the container must not be left behind
+            code = getattr(exc, "exit_code", None) or 125
+            self._send({"error": str(exc), "exit_code": code})
             self.reply.close()
             if self.container is not None:
                 with contextlib.suppress(Exception):
@@ -265,7 +267,7 @@ class Shim:
         path = os.path.join(self.dir, SOCKET)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        listener.bind(path)
+        unixsock.bind(listener, path)
         listener.listen(64)
         self.watch(listener.fileno(), select.POLLIN, lambda _ev: self._accept())
         return listener
@@ -416,7 +418,12 @@ class Shim:
             if self.status is not None:
                 self._send_exit(peer)
         elif op == "resize":
-            self._resize(header)
+            session = self.execs.get(header["exec"]) if header.get("exec") else None
+            if session is not None and session.tty_fd is not None:
+                with contextlib.suppress(OSError, KeyError, ValueError):
+                    set_winsize(session.tty_fd, int(header["height"]), int(header["width"]))
+            elif not header.get("exec"):
+                self._resize(header)
             peer.send(control({}))
         elif op == "exec":
             self._exec(peer, header)

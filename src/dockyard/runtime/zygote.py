@@ -22,10 +22,10 @@ import sys
 
 from dockyard import __version__
 
-from . import shim
+from . import shim, unixsock
 
 # A protocol change must change this, so that a daemon never talks to an older zygote.
-PROTOCOL = f"{__version__}/1"
+PROTOCOL = f"{__version__}/2"  # 2: resize {"exec": pid} resizes that exec's pty
 
 
 class Zygote:
@@ -36,7 +36,7 @@ class Zygote:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self.listener.bind(path)
+        unixsock.bind(self.listener, path)
         os.chmod(path, 0o600)
         self.listener.listen(64)
 

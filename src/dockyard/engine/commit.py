@@ -1,0 +1,297 @@
+"""`docker commit`: a container's writable layer as one new layer on top of its image.
+
+As moby does it (daemon/commit.go, images/image_commit.go, image.NewChildImage): the new
+config is the request's Config (the container's when none is given) with the `-c` changes
+applied, then completed from the container's Config (`merge`); the image config copies the
+parent's architecture, os and history, and adds a history entry (created_by: the container's
+Cmd joined by spaces, author, comment; empty_layer when nothing changed, and then no layer),
+`container` and `container_config`. The image's parent is the container's image, so `docker
+history` walks back through it and `rmi` of the parent sees a dependent child.
+
+The layer is the snapshotter's diff of the container (containerd's `compare`), streamed through
+a pipe into the layer store's ingest (hash, compress, unpack in one pass), while the container
+is frozen unless `pause` is false.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from dockyard import reference
+from dockyard.errors import Conflict, DockyardError, NotFound
+from dockyard.image.changes import apply_changes
+from dockyard.image.model import canonical_json, rfc3339_nano
+from dockyard.image.store import LayerRecord
+
+from .container_store import Container
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger(__name__)
+CHUNK = 1 << 20
+
+# Go's container.Config, in field order; the omitempty fields are left out when empty.
+_CONFIG_FIELDS: tuple[tuple[str, Any], ...] = (
+    ("Hostname", ""),
+    ("Domainname", ""),
+    ("User", ""),
+    ("AttachStdin", False),
+    ("AttachStdout", False),
+    ("AttachStderr", False),
+    ("ExposedPorts", None),
+    ("Tty", False),
+    ("OpenStdin", False),
+    ("StdinOnce", False),
+    ("Env", None),
+    ("Cmd", None),
+    ("Healthcheck", None),
+    ("ArgsEscaped", False),
+    ("Image", ""),
+    ("Volumes", None),
+    ("WorkingDir", ""),
+    ("Entrypoint", None),
+    ("NetworkDisabled", False),
+    ("MacAddress", ""),
+    ("OnBuild", None),
+    ("Labels", None),
+    ("StopSignal", ""),
+    ("StopTimeout", None),
+    ("Shell", None),
+)
+_OMIT_EMPTY = {
+    "ExposedPorts",
+    "Healthcheck",
+    "ArgsEscaped",
+    "NetworkDisabled",
+    "MacAddress",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+}
+
+
+def go_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A Config as Go marshals the struct: every field in order, omitempty ones when set."""
+    out: dict[str, Any] = {}
+    for name, default in _CONFIG_FIELDS:
+        value = config.get(name, default)
+        empty = value is None or (name != "StopTimeout" and value in ("", False, {}, []))
+        if name in _OMIT_EMPTY and empty:
+            continue
+        out[name] = value
+    return out
+
+
+def _env_key(entry: str) -> str:
+    return entry.partition("=")[0]
+
+
+def merge(user: dict[str, Any], image: dict[str, Any]) -> None:
+    """moby's merge: fill what the user's Config leaves empty from `image` (in place)."""
+    if not user.get("User"):
+        user["User"] = image.get("User") or ""
+    if not user.get("ExposedPorts"):
+        user["ExposedPorts"] = image.get("ExposedPorts")
+    elif image.get("ExposedPorts"):
+        for port, value in image["ExposedPorts"].items():
+            user["ExposedPorts"].setdefault(port, value)
+    if not user.get("Env"):
+        user["Env"] = image.get("Env")
+    else:
+        keys = {_env_key(e) for e in user["Env"]}
+        user["Env"] = [
+            *user["Env"],
+            *(e for e in image.get("Env") or [] if _env_key(e) not in keys),
+        ]
+    labels = user.get("Labels")
+    if labels is None:
+        labels = user["Labels"] = {}
+    for key, value in (image.get("Labels") or {}).items():
+        labels.setdefault(key, value)
+    if not user.get("Entrypoint"):
+        if not user.get("Cmd"):
+            user["Cmd"] = image.get("Cmd")
+        if user.get("Entrypoint") is None:
+            user["Entrypoint"] = image.get("Entrypoint")
+    if image.get("Healthcheck"):
+        if not user.get("Healthcheck"):
+            user["Healthcheck"] = copy.deepcopy(image["Healthcheck"])
+        else:
+            mine = user["Healthcheck"]
+            for key in ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+                if not mine.get(key) and image["Healthcheck"].get(key):
+                    mine[key] = image["Healthcheck"][key]
+    if not user.get("WorkingDir"):
+        user["WorkingDir"] = image.get("WorkingDir") or ""
+    if not user.get("Volumes"):
+        user["Volumes"] = image.get("Volumes")
+    elif image.get("Volumes"):
+        user["Volumes"].update(image["Volumes"])
+    if not user.get("StopSignal"):
+        user["StopSignal"] = image.get("StopSignal") or ""
+
+
+class _Differ:
+    """The snapshot's diff written into a pipe by a thread of its own; `stream` reads it."""
+
+    def __init__(self, engine: Engine, key: str) -> None:
+        read_fd, write_fd = os.pipe()
+        self.stream = open(read_fd, "rb", buffering=CHUNK)  # noqa: SIM115 - closed in close()
+        self._out = open(write_fd, "wb", buffering=CHUNK)  # noqa: SIM115 - closed by the thread
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(engine, key), name="commit-diff", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, engine: Engine, key: str) -> None:
+        try:
+            with self._out:
+                engine.snapshots.diff(key, self._out)
+        except BaseException as e:  # reported by close(); the reader sees a short tar
+            self.error = e
+
+    def close(self) -> None:
+        """Stop reading (the writer gets EPIPE if it is not done) and wait for the thread."""
+        self.stream.close()
+        self._thread.join()
+
+
+def _freeze(engine: Engine, container: Container) -> Any:
+    """The container's runtime handle, frozen; None when it was not running or could not
+    be frozen (moby ignores that too)."""
+    if not container.running or container.state.get("Paused"):
+        return None
+    from dockyard.runtime import linux
+
+    try:
+        runtime = linux.load(container.id, engine.shims.runtime_root)
+        runtime.pause()
+    except Exception as e:
+        log.debug("not pausing %s for commit: %s", container.id[:12], e)
+        return None
+    return runtime
+
+
+def commit(
+    engine: Engine,
+    ref: str,
+    *,
+    repo: str = "",
+    tag: str = "",
+    comment: str = "",
+    author: str = "",
+    pause: bool = True,
+    changes: list[str] | None = None,
+    config: dict[str, Any] | None = None,
+) -> str:
+    """POST /commit: the new image's ID."""
+    container = engine.containers.find(ref)
+    target = reference.parse_repo_tag(repo, tag)
+    if target is not None:
+        reference.check_tag_name(target)
+    if container.state.get("Dead"):
+        raise Conflict(f"You cannot commit container {container.id} which is Dead")
+    if container.state.get("Status") == "removing":
+        raise Conflict(f"You cannot commit container {container.id} which is being removed")
+    new_config = apply_changes(copy.deepcopy(config or container.config), changes or [])
+    merge(new_config, container.config)
+    image = engine.image_store.get(container.image_id)
+    if image is None:
+        raise NotFound(f"No such image: {container.image_id}")
+    parent_config = engine.images.config(image.id)
+
+    with engine.containers.lock(container.id):
+        current = engine.container_store.get(container.id)
+        if current is None:
+            raise NotFound(f"No such container: {container.id}")
+        container = current
+        frozen = _freeze(engine, container) if pause else None
+        try:
+            return _commit_locked(
+                engine,
+                container,
+                image.chain_ids,
+                image.id,
+                parent_config,
+                new_config,
+                target=target,
+                comment=comment,
+                author=author,
+            )
+        finally:
+            if frozen is not None:
+                with contextlib.suppress(Exception):
+                    frozen.resume()
+
+
+def _commit_locked(
+    engine: Engine,
+    container: Container,
+    chain_ids: list[str],
+    parent_id: str,
+    parent_config: dict[str, Any],
+    new_config: dict[str, Any],
+    *,
+    target: reference.Reference | None,
+    comment: str,
+    author: str,
+) -> str:
+    key = container.snapshot_key
+    empty = not engine.snapshots.changes(key)
+    with engine.layers.session() as session:
+        layers: list[LayerRecord] = []
+        for chain_id in chain_ids:
+            record = session.existing(chain_id)
+            if record is None:
+                raise NotFound(f"layer {chain_id} of image {parent_id} does not exist")
+            layers.append(record)
+        if not empty:
+            differ = _Differ(engine, key)
+            try:
+                layers.append(session.ingest(differ.stream, chain_ids[-1] if chain_ids else None))
+            except BaseException as e:
+                differ.close()
+                if differ.error is not None:
+                    raise DockyardError(f"diffing container {container.id}: {differ.error}") from e
+                raise
+            differ.close()
+            if differ.error is not None:
+                raise DockyardError(f"diffing container {container.id}: {differ.error}")
+        now = rfc3339_nano(time.time_ns())
+        entry: dict[str, Any] = {"created": now}
+        if author:
+            entry["author"] = author
+        created_by = " ".join(container.config.get("Cmd") or [])
+        if created_by:
+            entry["created_by"] = created_by
+        if comment:
+            entry["comment"] = comment
+        if empty:
+            entry["empty_layer"] = True
+        doc: dict[str, Any] = {
+            "architecture": parent_config.get("architecture") or "amd64",
+            "config": go_config(new_config),
+            "container": container.id,
+            "container_config": go_config(container.config),
+            "created": now,
+            "history": [*(parent_config.get("history") or []), entry],
+            "os": parent_config.get("os") or "linux",
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        }
+        if author:
+            doc["author"] = author
+        for name in ("variant", "os.version", "os.features"):
+            if parent_config.get(name):
+                doc[name] = parent_config[name]
+        doc = dict(sorted(doc.items()))  # moby sorts the top-level keys
+        return engine.images.add_image(
+            canonical_json(doc), layers, targets=[target] if target else [], parent=parent_id
+        )
