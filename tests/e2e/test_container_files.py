@@ -27,7 +27,6 @@ from tests.conftest import Daemon
 from .conftest import failed, table
 
 ID = re.compile(r"^sha256:[0-9a-f]{64}$")
-BUSYBOX_PASSWD = b"root:x:0:0:root:/root:/bin/sh\n"
 
 
 def unique() -> str:
@@ -36,6 +35,15 @@ def unique() -> str:
 
 def out(daemon: Daemon, *args: str) -> str:
     return daemon.docker(*args).stdout.decode()
+
+
+@pytest.fixture(scope="module")
+def passwd(busybox_tar: Path) -> bytes:
+    """busybox's /etc/passwd (the container's, as opposed to the host's)."""
+    with tarfile.open(busybox_tar) as tar:
+        extracted = tar.extractfile("etc/passwd")
+        assert extracted is not None
+        return extracted.read()
 
 
 @pytest.fixture
@@ -47,23 +55,17 @@ def containers(daemon: Daemon) -> Iterator[list[str]]:
         daemon.docker("rm", "-f", *names, check=False)
 
 
-def start(daemon: Daemon, names: list[str], script: str = "sleep 1000", *flags: str) -> str:
-    """A running busybox container whose command ran `script` (up to the sleep)."""
+def start(daemon: Daemon, names: list[str], script: str = "", *flags: str) -> str:
+    """A running busybox container (sleeping) that ran `script` first."""
     name = "cf-" + unique()
     names.append(name)
-    marker = f"/tmp/.ready-{name}"
+    marker = f"/dev/shm/.ready-{name}"  # a tmpfs: no change of the container's root
+    command = f"touch {marker}; sleep 1000"
     daemon.docker(
-        "run",
-        "-d",
-        "--name",
-        name,
-        *flags,
-        "busybox",
-        "sh",
-        "-c",
-        f"{script.replace('sleep 1000', '')}; touch {marker}; sleep 1000",
-    )
-    deadline = time.monotonic() + 10
+        "run", "-d", "--name", name, *flags, "busybox", "sh", "-c",
+        f"{script}; {command}" if script else command,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
     while daemon.docker("exec", name, "test", "-f", marker, check=False).returncode != 0:
         assert time.monotonic() < deadline, "the container's script did not finish"
         time.sleep(0.05)
@@ -89,11 +91,13 @@ def host_mounts(container_id: str) -> list[str]:
 
 
 # -- cp ----------------------------------------------------------------------------------------
-def test_cp_from_container(daemon: Daemon, containers: list[str], tmp_path: Path) -> None:
+def test_cp_from_container(
+    daemon: Daemon, containers: list[str], tmp_path: Path, passwd: bytes
+) -> None:
     c = start(daemon, containers, "mkdir -p /d/sub; echo f > /d/f; echo s > /d/sub/s; ln -s f /d/l")
     result = daemon.docker("cp", f"{c}:/etc/passwd", str(tmp_path))
     assert result.stdout == b"" and result.stderr == b""  # quiet: no terminal
-    assert (tmp_path / "passwd").read_bytes() == BUSYBOX_PASSWD
+    assert (tmp_path / "passwd").read_bytes() == passwd
     daemon.docker("cp", f"{c}:/d", str(tmp_path / "copy"))
     assert (tmp_path / "copy" / "f").read_text() == "f\n"
     assert (tmp_path / "copy" / "sub" / "s").read_text() == "s\n"
@@ -151,7 +155,7 @@ def test_cp_errors(daemon: Daemon, containers: list[str], tmp_path: Path) -> Non
     assert err.endswith("cannot copy directory\n")
     err = failed(daemon.docker("cp", "-", f"{c}:/d/f", input=b"", check=False))
     assert err == f'destination "{c}:/d/f" must be a directory\n'
-    result = daemon.docker("cp", str(tmp_path / "file"), "nosuch-container:/", check=False)
+    result = daemon.docker("cp", str(tmp_path / "file"), "nosuch-container:/x", check=False)
     assert "No such container: nosuch-container" in failed(result)
     api = docker.APIClient(base_url=daemon.host)
     try:
@@ -164,7 +168,7 @@ def test_cp_errors(daemon: Daemon, containers: list[str], tmp_path: Path) -> Non
 
 
 def test_cp_symlinks_pointing_outside_stay_in_the_container(
-    daemon: Daemon, containers: list[str], tmp_path: Path
+    daemon: Daemon, containers: list[str], tmp_path: Path, passwd: bytes
 ) -> None:
     """Links in the container are followed inside its root: the host's files are neither
     read nor written, whatever the link says (absolute, or climbing with ..)."""
@@ -184,9 +188,9 @@ def test_cp_symlinks_pointing_outside_stay_in_the_container(
         err = failed(daemon.docker("cp", f"{c}:{path}", "-", check=False))
         assert f"Could not find the file {path} in container {c}" in err
     assert daemon.docker("cp", "-L", f"{c}:/etclink", str(tmp_path / "etc")).returncode == 0
-    assert (tmp_path / "etc" / "passwd").read_bytes() == BUSYBOX_PASSWD
+    assert (tmp_path / "etc" / "passwd").read_bytes() == passwd
     data = daemon.docker("cp", f"{c}:/etclink/passwd", "-").stdout
-    assert member_data(data, "passwd") == BUSYBOX_PASSWD
+    assert member_data(data, "passwd") == passwd
     # the stat header reports the link's target resolved inside the container
     api = docker.APIClient(base_url=daemon.host)
     try:
@@ -354,20 +358,32 @@ def test_commit_run_and_history(cleanup: Daemon, containers: list[str]) -> None:
 
 def test_commit_pause_and_empty_changes(cleanup: Daemon, containers: list[str]) -> None:
     daemon = cleanup
-    c = start(daemon, containers)
-    image_id = out(daemon, "commit", "--pause=false", c).strip()
-    history = json.loads(out(daemon, "history", "--format", "{{json .}}", image_id).splitlines()[0])
-    assert history["Size"] == "0B"
-    info = json.loads(out(daemon, "image", "inspect", image_id))[0]
     busybox = json.loads(out(daemon, "image", "inspect", "busybox"))[0]
+    # a container that only ran changed nothing: the mount points of /etc/hosts… are the
+    # init layer's in docker, not the container's
+    c = start(daemon, containers)
+    assert out(daemon, "diff", c) == ""
+    image_id = out(daemon, "commit", "--pause=false", c).strip()
+    rows = json.loads(out(daemon, "history", "--format", "{{json .}}", image_id).splitlines()[0])
+    assert rows["Size"] == "0B"
+    info = json.loads(out(daemon, "image", "inspect", image_id))[0]
     assert info["RootFS"]["Layers"] == busybox["RootFS"]["Layers"]  # an empty layer: none
     assert out(daemon, "inspect", "-f", "{{.State.Status}}", c) == "running\n"
+    daemon.docker("exec", c, "touch", "/etc/new")
+    assert out(daemon, "diff", c) == "C /etc\nA /etc/new\n"
     daemon.docker("pause", c)
     try:
-        out(daemon, "commit", c)  # a paused container stays paused
+        image_id = out(daemon, "commit", c).strip()  # a paused container stays paused
         assert out(daemon, "inspect", "-f", "{{.State.Status}}", c) == "paused\n"
     finally:
         daemon.docker("unpause", c)
+    saved = daemon.docker("save", image_id).stdout
+    manifest = json.loads(member_data(saved, "manifest.json"))
+    top = member_data(saved, manifest[0]["Layers"][-1])
+    assert [(m.name, m.type) for m in members(top)] == [
+        ("etc", tarfile.DIRTYPE),
+        ("etc/new", tarfile.REGTYPE),
+    ]
     err = failed(daemon.docker("commit", "nosuch-container", check=False))
     assert err == "Error response from daemon: No such container: nosuch-container\n"
 

@@ -8,6 +8,8 @@ unless the start asked for a TTY (raw), and a start error is written into it, as
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from dockyard.engine.execs import DEFAULT_DETACH_KEYS, Exec
@@ -18,10 +20,30 @@ from .routes_containers import MULTIPLEXED, RAW, _json_body, frame, proxy
 from .server import Router, engine_of, json_response, version_at_least
 from .streams import run_sync
 
+CREATE_FIELDS = (
+    "User Privileged Tty ConsoleSize AttachStdin AttachStderr AttachStdout Detach DetachKeys Env "
+    "WorkingDir Cmd"
+).split()
+START_FIELDS = ("Detach", "Tty", "ConsoleSize")
+
+
+def go_fields(body: dict[str, Any], fields: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Go's encoding/json matches object keys to struct fields case-insensitively (an exact
+    match wins): docker-py sends `detachKeys`, for one."""
+    names = {f.lower(): f for f in fields}
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        field = names.get(key.lower())
+        if field is None:
+            continue
+        if key == field or field not in body:
+            out[field] = value
+    return out
+
 
 async def create(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    body = await _json_body(request)
+    body = go_fields(await _json_body(request), CREATE_FIELDS)
     if not version_at_least(request, "1.42"):
         body.pop("ConsoleSize", None)
     exec_id = await run_sync(engine.execs.create, request.match_info["id"], body)
@@ -41,25 +63,25 @@ async def resize(request: web.Request) -> web.Response:
 
 
 def _uint32(request: web.Request, name: str, what: str) -> int:
+    """moby's httputils.Uint32Value: strconv.ParseUint(value, 10, 32), empty meaning 0."""
     value = request.query.get(name, "")
     if value == "":
         return 0
-    try:
-        number = int(value, 10)
-        if not 0 <= number < 1 << 32:
-            raise ValueError
-    except ValueError:
-        raise InvalidParameter(
-            f'invalid resize {what} "{value}": strconv.ParseUint: parsing "{value}": '
-            + ("value out of range" if value.lstrip("+-").isdigit() else "invalid syntax")
-        ) from None
-    return number
+    if not all(c in "0123456789" for c in value):
+        why = "invalid syntax"
+    elif int(value) >= 1 << 32:
+        why = "value out of range"
+    else:
+        return int(value)
+    raise InvalidParameter(
+        f'invalid resize {what} "{value}": strconv.ParseUint: parsing "{value}": {why}'
+    )
 
 
 async def start(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     exec_id = request.match_info["id"]
-    body = await _json_body(request)
+    body = go_fields(await _json_body(request), START_FIELDS)
     tty = bool(body.get("Tty"))
     size = body.get("ConsoleSize")
     if not tty or not version_at_least(request, "1.42") or not size:
@@ -154,4 +176,3 @@ def register(router: Router) -> None:
     router.add("POST", "/exec/{id}/start", start)
     router.add("GET", "/exec/{id}/json", inspect)
     router.add("POST", "/exec/{id}/resize", resize)
-

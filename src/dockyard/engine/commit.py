@@ -21,14 +21,17 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dockyard import reference
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.image.changes import apply_changes
 from dockyard.image.model import canonical_json, rfc3339_nano
 from dockyard.image.store import LayerRecord
+from dockyard.image.tarstream import DIR, END_OF_ARCHIVE, REG, TarHeader, TarReader, encode_header
 
+from .container_files import INIT_PATHS, is_init_path, without_init_paths
 from .container_store import Container
 
 if TYPE_CHECKING:
@@ -138,23 +141,52 @@ def merge(user: dict[str, Any], image: dict[str, Any]) -> None:
         user["StopSignal"] = image.get("StopSignal") or ""
 
 
-class _Differ:
-    """The snapshot's diff written into a pipe by a thread of its own; `stream` reads it."""
+def filter_tar(source: BinaryIO, out: BinaryIO, drop: Callable[[str], bool]) -> None:
+    """Copy the tar `source` to `out` without the entries whose absolute path `drop` names,
+    nor directories that were in it only as their parents (held until something else in
+    them comes)."""
+    reader = TarReader(source, CHUNK)
+    held: list[TarHeader] = []
+    while (h := reader.next()) is not None:
+        path = "/" + h.name.strip("/")
+        held = [d for d in held if path.startswith("/" + d.name.strip("/") + "/")]
+        if drop(path):
+            continue
+        if h.type == DIR and any(drop(p) for p in INIT_PATHS if p.startswith(path + "/")):
+            held.append(h)
+            continue
+        for parent in held:
+            out.write(encode_header(parent))
+        held.clear()
+        out.write(encode_header(h))
+        if h.type == REG:
+            while chunk := reader.read(CHUNK):
+                out.write(chunk)
+            out.write(bytes(-h.size % 512))
+    out.write(END_OF_ARCHIVE)
 
-    def __init__(self, engine: Engine, key: str) -> None:
+
+class _Differ:
+    """The snapshot's diff written into a pipe by a thread of its own (without the init
+    layer's paths when `filtered`); `stream` reads it."""
+
+    def __init__(self, engine: Engine, key: str, filtered: bool) -> None:
         read_fd, write_fd = os.pipe()
         self.stream = open(read_fd, "rb", buffering=CHUNK)  # noqa: SIM115 - closed in close()
         self._out = open(write_fd, "wb", buffering=CHUNK)  # noqa: SIM115 - closed by the thread
         self.error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(engine, key), name="commit-diff", daemon=True
+            target=self._run, args=(engine, key, filtered), name="commit-diff", daemon=True
         )
         self._thread.start()
 
-    def _run(self, engine: Engine, key: str) -> None:
+    def _run(self, engine: Engine, key: str, filtered: bool) -> None:
         try:
             with self._out:
-                engine.snapshots.diff(key, self._out)
+                if filtered:
+                    _diff_filtered(engine, key, self._out)
+                else:
+                    engine.snapshots.diff(key, self._out)
         except BaseException as e:  # reported by close(); the reader sees a short tar
             self.error = e
 
@@ -162,6 +194,28 @@ class _Differ:
         """Stop reading (the writer gets EPIPE if it is not done) and wait for the thread."""
         self.stream.close()
         self._thread.join()
+
+
+def _diff_filtered(engine: Engine, key: str, out: BinaryIO) -> None:
+    read_fd, write_fd = os.pipe()
+    failed: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with open(write_fd, "wb", buffering=CHUNK) as raw:
+                engine.snapshots.diff(key, raw)
+        except BaseException as e:
+            failed.append(e)
+
+    thread = threading.Thread(target=produce, name="commit-diff-raw", daemon=True)
+    thread.start()
+    try:
+        with open(read_fd, "rb", buffering=CHUNK) as source:
+            filter_tar(source, out, is_init_path)
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def _freeze(engine: Engine, container: Container) -> Any:
@@ -245,7 +299,9 @@ def _commit_locked(
     author: str,
 ) -> str:
     key = container.snapshot_key
-    empty = not engine.snapshots.changes(key)
+    raw_changes = engine.snapshots.changes(key)
+    empty = not without_init_paths(raw_changes)
+    filtered = any(is_init_path(change.path) for change in raw_changes)
     with engine.layers.session() as session:
         layers: list[LayerRecord] = []
         for chain_id in chain_ids:
@@ -254,7 +310,7 @@ def _commit_locked(
                 raise NotFound(f"layer {chain_id} of image {parent_id} does not exist")
             layers.append(record)
         if not empty:
-            differ = _Differ(engine, key)
+            differ = _Differ(engine, key, filtered)
             try:
                 layers.append(session.ingest(differ.stream, chain_ids[-1] if chain_ids else None))
             except BaseException as e:

@@ -32,6 +32,7 @@ from dockyard.image.copy_archive import (
     stat_path,
     write_tar,
 )
+from dockyard.snapshot.changes import Change
 from dockyard.snapshot.mounts import is_mounted
 from dockyard.snapshot.snapshotter import Snapshotter
 
@@ -41,6 +42,21 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 _MAX_ACCOUNT_FILE = 4 << 20  # /etc/passwd and /etc/group read for copyUIDGID
+# What docker keeps in a container's init layer (daemon/initlayer): mount points and marker
+# files that are no change of the container's. Ours are made in the writable layer by the
+# runtime (targets of the bind mounts of /etc/hosts…), so diff and commit leave them out.
+INIT_PATHS = (
+    "/dev/pts",
+    "/dev/shm",
+    "/proc",
+    "/sys",
+    "/.dockerenv",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/hostname",
+    "/dev/console",
+    "/etc/mtab",
+)
 
 
 @contextlib.contextmanager
@@ -215,8 +231,34 @@ def export(engine: Engine, ref: str, start: Callable[[], BinaryIO]) -> int:
         raise DockyardError(f"Error exporting container {ref}: {e}") from None
 
 
+def is_init_path(path: str) -> bool:
+    """An init-layer path (absolute) or something under one."""
+    return any(path == p or path.startswith(p + "/") for p in INIT_PATHS)
+
+
+def without_init_paths(found: list[Change]) -> list[Change]:
+    """The changes but the init layer's, and the directories listed only as their parents."""
+    kept = [c for c in found if not is_init_path(c.path)]
+    if len(kept) == len(found):
+        return kept
+    dropped_parents = {
+        c.path.rsplit("/", 1)[0] or "/" for c in found if is_init_path(c.path) and c.kind != "D"
+    }
+
+    def needed(change: Change) -> bool:
+        if change.kind != "C" or change.path not in dropped_parents:
+            return True
+        prefix = change.path + "/"
+        return any(other.path.startswith(prefix) for other in kept)
+
+    return [c for c in kept if needed(c)]
+
+
+def container_changes(engine: Engine, container: Container) -> list[Change]:
+    return without_init_paths(engine.snapshots.changes(container.snapshot_key))
+
+
 def changes(engine: Engine, ref: str) -> list[dict[str, Any]] | None:
     """GET /containers/{id}/changes: null when there are none, as docker answers."""
     container = engine.containers.find(ref)
-    found = engine.snapshots.changes(container.snapshot_key)
-    return [change.to_api() for change in found] or None
+    return [change.to_api() for change in container_changes(engine, container)] or None

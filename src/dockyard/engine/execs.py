@@ -44,6 +44,7 @@ _CTRL_KEYS = ["ctrl-@", *(f"ctrl-{c}" for c in "abcdefghijklmnopqrstuvwxyz"), "c
 _CTRL_KEYS += ["ctrl-]", "ctrl-^", "ctrl-_"]
 DEFAULT_DETACH_KEYS = bytes([16, 17])  # ctrl-p, ctrl-q
 GC_INTERVAL = 300.0  # moby's execCommandGC ticks every five minutes
+STOPPED_GRACE = 10.0  # how long an exec that ended with its container can still be inspected
 RESIZE_WAIT = 10.0  # moby waits this long for an exec to start before resizing it
 EXIT_EACCES, EXIT_NOT_FOUND, EXIT_UNKNOWN = 126, 127, 128
 
@@ -186,8 +187,7 @@ class Exec:
                 "OpenStdin": self.open_stdin,
                 "OpenStderr": self.open_stderr,
                 "OpenStdout": self.open_stdout,
-                "CanRemove": bool(self.finished)
-                and time.monotonic() - self.finished > GC_INTERVAL,
+                "CanRemove": bool(self.finished) and time.monotonic() - self.finished > GC_INTERVAL,
                 "ContainerID": self.container_id,
                 "DetachKeys": base64.b64encode(self.detach_keys).decode(),
                 "Pid": self.pid,
@@ -224,13 +224,17 @@ class ExecService:
         return container
 
     def _sweep(self) -> None:
-        """moby's Cleanup (a stopped container's execs are forgotten) and execCommandGC."""
+        """moby's Cleanup (a stopped container's execs are forgotten) and execCommandGC. An
+        exec that ended with its container stays a few seconds, so that the client streaming
+        it reads its exit code (137) rather than a 404, as it mostly does from moby."""
         now = time.monotonic()
         with self._guard:
             execs = list(self._execs.values())
         for exec_ in execs:
-            stale = exec_.finished and now - exec_.finished > 2 * GC_INTERVAL
-            if stale or self._current(exec_) is None:
+            age = now - exec_.finished if exec_.finished else None
+            stale = age is not None and age > 2 * GC_INTERVAL
+            recent = age is not None and age < STOPPED_GRACE
+            if stale or (not recent and self._current(exec_) is None):
                 with self._guard:
                     self._execs.pop(exec_.id, None)
 
@@ -254,9 +258,7 @@ class ExecService:
                 f"Container {container.id} is restarting, wait until the container is running"
             )
         if container.state.get("Paused"):
-            raise Conflict(
-                f"Container {container.id} is paused, unpause the container before exec"
-            )
+            raise Conflict(f"Container {container.id} is paused, unpause the container before exec")
         return exec_, container
 
     def ids_of(self, container: Container) -> list[str] | None:
@@ -294,7 +296,9 @@ class ExecService:
                 ) from None
         size = body.get("ConsoleSize")
         if size is not None and (
-            not isinstance(size, list) or len(size) != 2 or not all(isinstance(n, int) for n in size)
+            not isinstance(size, list)
+            or len(size) != 2
+            or not all(isinstance(n, int) for n in size)
         ):
             raise InvalidParameter("invalid ConsoleSize: expected [height, width]")
         self._sweep()
@@ -307,7 +311,9 @@ class ExecService:
         return self.find(exec_id).inspect()
 
     # -- start ---------------------------------------------------------------------------------
-    def start(self, exec_id: str, console_size: list[int] | None = None) -> tuple[Exec, socket.socket]:
+    def start(
+        self, exec_id: str, console_size: list[int] | None = None
+    ) -> tuple[Exec, socket.socket]:
         """Run the process: a connection to the shim, its `exec` request sent. The caller reads
         it (frames 1/2 output, frame 3 control → `exec.control`) and writes stdin frames."""
         exec_, container = self._startable(exec_id)

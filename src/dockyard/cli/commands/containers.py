@@ -4,6 +4,7 @@ inspect (containers, and the generic `inspect` that tries a container, then an i
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from dockyard.cli.client import APIError
@@ -281,10 +282,14 @@ WAIT = Command(
 
 
 def run_rename(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
-    old, new = args
-    if not new.strip():
+    old, new = (arg.strip() for arg in args)
+    if not old or not new:
         raise CLIError("Error: Neither old nor new names may be empty")
-    ctx.client.request("POST", f"/containers/{old}/rename", {"name": new}).read()
+    try:
+        ctx.client.request("POST", f"/containers/{old}/rename", {"name": new}).read()
+    except APIError as exc:  # docker prints the daemon's error, then its own
+        ctx.err.write(f"Error response from daemon: {exc.message}\n")
+        raise CLIError(f"Error: failed to rename container named {old}") from None
     return 0
 
 
@@ -340,6 +345,10 @@ def _timestamp(value: str) -> str:
         pass
     from datetime import datetime
 
+    nanos = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{1,9})(Z|[+-]\d\d:?\d\d)?", value)
+    if nanos:  # RFC 3339 with nanoseconds, as `logs -t` prints (strptime's %f stops at micro)
+        whole = _timestamp(nanos.group(1) + (nanos.group(3) or ""))
+        return f"{whole.split('.')[0]}.{nanos.group(2).ljust(9, '0')}"
     for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
         try:
             return f"{datetime.strptime(value.replace('Z', '+0000'), fmt).timestamp():.9f}"
