@@ -24,6 +24,7 @@ from dockyard.runtime.shim import CONTROL, EXIT_FILE, HEADER, SOCKET
 
 ZYGOTE_SOCKET = "zygote.sock"
 START_TIMEOUT = 30.0
+LEFTOVER_TIMEOUT = 5.0
 
 
 class ShimError(DockyardError):
@@ -169,13 +170,22 @@ class ShimManager:
 
     def spawn(self, request: dict[str, Any]) -> Spawned:
         """Fork a shim that creates the container (phase one of two)."""
-        self.ensure_zygote()
+        # The container's last shim reports its exit before it removes the runtime's state
+        # and cgroups: a restart right after the exit waits for that (or fails "exists").
+        leftover = os.path.join(self.runtime_root, request["id"])
+        deadline = time.monotonic() + LEFTOVER_TIMEOUT
+        while os.path.exists(leftover) and time.monotonic() < deadline:
+            time.sleep(0.005)
         directory = self.container_dir(request["id"])
         os.makedirs(directory, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(directory, EXIT_FILE))
         message = {"op": "spawn", "dir": directory, "state_root": self.runtime_root, **request}
-        sock = _request(self.zygote_socket, message)
+        try:
+            sock = _request(self.zygote_socket, message)
+        except OSError:  # no zygote yet (or it went away): start one, once
+            self.ensure_zygote()
+            sock = _request(self.zygote_socket, message)
         try:
             reply = _read_line(sock)
         except BaseException:
