@@ -143,6 +143,26 @@ def test_cp_to_container(daemon: Daemon, containers: list[str], tmp_path: Path) 
     assert listing == "a\nb\na\na\nb\nin\n1234:5678\n"  # owners come from the tar, as docker's
 
 
+def test_cp_archive_mode_takes_the_container_user(
+    daemon: Daemon, containers: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "f").write_text("f\n")
+    os.chown(tmp_path / "f", 1234, 5678)
+    c = start(daemon, containers, "", "--user", "nobody")
+    daemon.docker("cp", "-a", str(tmp_path / "f"), f"{c}:/tmp/archived")
+    daemon.docker("cp", str(tmp_path / "f"), f"{c}:/tmp/plain")
+    owners = out(daemon, "exec", c, "stat", "-c", "%n %u:%g", "/tmp/archived", "/tmp/plain")
+    assert owners == "/tmp/archived 65534:65534\n/tmp/plain 1234:5678\n"
+    name = "cf-" + unique()
+    containers.append(name)
+    daemon.docker("create", "--name", name, "--user", "nosuchuser:nosuchgroup", "busybox")
+    err = failed(daemon.docker("cp", "-a", str(tmp_path / "f"), f"{name}:/tmp/", check=False))
+    assert err == (
+        'Error response from daemon: failed to look up user "nosuchuser" in container: '
+        "no matching entries in passwd file\n"
+    )
+
+
 def test_cp_errors(daemon: Daemon, containers: list[str], tmp_path: Path) -> None:
     c = start(daemon, containers, "mkdir /d; echo f > /d/f")
     (tmp_path / "dir").mkdir()

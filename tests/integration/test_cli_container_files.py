@@ -328,3 +328,17 @@ def test_container_prune(daemon: Daemon, containers: list[str]) -> None:
     )
     err = failed(daemon.dockyard("container", "prune", "-f", "--filter", "nope=1", check=False))
     assert err == "Error response from daemon: invalid filter 'nope'\n"
+
+
+def test_commit_keeps_a_symlink_that_climbs_above_the_root(daemon: Daemon) -> None:
+    """A container may make `../../etc/passwd`-style links; docker commits them (they are
+    resolved inside the root anyway), so we do too."""
+    name, image = unique(), f"climb/{unique()}:1"
+    out(daemon, "run", "--name", name, "busybox", "ln", "-s", "../../etc/passwd", "/tmp/pw")
+    try:
+        out(daemon, "commit", name, image)
+        assert out(daemon, "run", "--rm", image, "readlink", "/tmp/pw") == "../../etc/passwd\n"
+        assert out(daemon, "run", "--rm", image, "head", "-c", "5", "/tmp/pw") == "root:"
+    finally:
+        daemon.dockyard("rm", "-f", name, check=False)
+        daemon.dockyard("rmi", image, check=False)

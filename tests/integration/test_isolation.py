@@ -202,9 +202,16 @@ def test_a_container_cannot_signal_another(daemon: Daemon) -> None:
 
 def test_files_written_in_one_container_are_not_seen_in_another(daemon: Daemon) -> None:
     name = "iso-writer"
-    daemon.dockyard("run", "-d", "--name", name, "busybox", "sh", "-c",
-                    "echo secret > /etc/only-here; echo x >> /etc/passwd; echo ready; "
-                    "sleep 1000")  # fmt: skip
+    daemon.dockyard(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        "echo secret > /etc/only-here; echo x >> /etc/passwd; echo ready; sleep 1000",
+    )
     try:
         wait_for_log(daemon, name, "ready")
         pid = int(inspect(daemon, name, "{{.State.Pid}}"))
@@ -310,15 +317,23 @@ def test_cap_drop_all_and_cap_add(daemon: Daemon) -> None:
     assert caps["CapEff"] == DEFAULT_CAPS | (1 << CAP_NET_ADMIN)
     # NET_ADMIN is what lets it change its own interfaces.
     assert "rc=0" not in run(daemon, "busybox", "sh", "-c", "ip link set lo down; echo rc=$?")
-    out = run(daemon, "--cap-add", "NET_ADMIN", "busybox", "sh", "-c", "ip link set lo down; echo rc=$?")  # fmt: skip
+    out = run(
+        daemon, "--cap-add", "NET_ADMIN", "busybox", "sh", "-c", "ip link set lo down; echo rc=$?"
+    )
     assert "rc=0" in out, out
 
 
 def test_privileged_gets_every_capability_and_writable_proc_sys(daemon: Daemon) -> None:
     with open("/proc/self/status") as f:
         host = status_caps(f.read())
-    out = run(daemon, "--privileged", "busybox", "sh", "-c",
-              "grep ^Cap /proc/self/status; grep ' /sys ' /proc/self/mountinfo")  # fmt: skip
+    out = run(
+        daemon,
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "grep ^Cap /proc/self/status; grep ' /sys ' /proc/self/mountinfo",
+    )
     caps = status_caps(out)
     assert caps["CapEff"] == caps["CapBnd"] == host["CapBnd"], out
     sys_line = [line for line in out.splitlines() if " /sys " in line]
@@ -333,8 +348,15 @@ def test_privileged_gets_every_capability_and_writable_proc_sys(daemon: Daemon) 
     ],
 )
 def test_user(daemon: Daemon, user: str, expected: str) -> None:
-    out = run(daemon, "-u", user, "busybox", "sh", "-c", "id; grep ^Cap /proc/self/status; "
-              "touch /etc/x 2>/dev/null && echo WROTE; true")  # fmt: skip
+    out = run(
+        daemon,
+        "-u",
+        user,
+        "busybox",
+        "sh",
+        "-c",
+        "id; grep ^Cap /proc/self/status; touch /etc/x 2>/dev/null && echo WROTE; true",
+    )
     assert out.splitlines()[0] == expected
     caps = status_caps(out)
     assert caps["CapEff"] == 0 and caps["CapPrm"] == 0  # a non-root user keeps none

@@ -17,7 +17,7 @@ from aiohttp import web
 from dockyard.engine import commit as commits
 from dockyard.engine import container_files, container_prune, container_stats
 from dockyard.engine.filters import Filters
-from dockyard.errors import InvalidParameter
+from dockyard.errors import DockyardError, InvalidParameter
 
 from .routes_images import bool_value
 from .server import Router, _set_headers, engine_of, json_response
@@ -207,6 +207,9 @@ async def stats(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(1)
     except (ConnectionError, asyncio.CancelledError):
         pass
+    except DockyardError:  # removed meanwhile: the stream ends
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
     return response
 
 

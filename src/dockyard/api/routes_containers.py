@@ -14,7 +14,7 @@ from aiohttp import web
 from dockyard.engine import logs as logfiles
 from dockyard.engine.container_views import container_inspect, container_summaries
 from dockyard.engine.filters import Filters
-from dockyard.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.errors import DockyardError, InvalidParameter
 
 from .hijack import Hijacked, hijack
 from .routes_images import bool_value
@@ -95,8 +95,8 @@ async def kill(request: web.Request) -> web.Response:
     name = request.match_info["id"]
     try:
         await run_sync(engine.containers.kill, name, request.query.get("signal") or "KILL")
-    except (Conflict, NotFound) as exc:  # moby's router wraps what ContainerKill says
-        exc.message = f"Cannot kill container: {name}: {exc.message}"
+    except DockyardError as exc:  # moby's router wraps whatever ContainerKill says
+        exc.message = f"cannot kill container: {name}: {exc.message}"
         raise
     return web.Response(status=204)
 

@@ -37,7 +37,7 @@ TOP = {
     "rename": "containers:RENAME",
     "logs": "containers:LOGS",
     "exec": "execs:EXEC",
-    "cp": "container_files:CP",
+    "cp": "copy:CP",
     "export": "container_files:EXPORT",
     "diff": "container_files:DIFF",
     "commit": "container_files:COMMIT",
@@ -62,7 +62,7 @@ MANAGEMENT = {
     "container": {
         "attach": "run:ATTACH",
         "commit": "container_files:COMMIT",
-        "cp": "container_files:CP",
+        "cp": "copy:CP",
         "create": "run:CREATE",
         "diff": "container_files:DIFF",
         "exec": "execs:EXEC",

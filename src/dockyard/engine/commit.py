@@ -312,7 +312,11 @@ def _commit_locked(
         if not empty:
             differ = _Differ(engine, key, filtered)
             try:
-                layers.append(session.ingest(differ.stream, chain_ids[-1] if chain_ids else None))
+                layers.append(
+                    session.ingest(
+                        differ.stream, chain_ids[-1] if chain_ids else None, escaping_symlinks=True
+                    )
+                )
             except BaseException as e:
                 differ.close()
                 if differ.error is not None:

@@ -21,17 +21,17 @@ from dockyard.image import compression
 from dockyard.image.copy_archive import (
     PathStat,
     TarSource,
-    _rel,
-    extract_tar,
     go_clean,
     not_found,
     openat2,
     preserve_trailing,
     resolve_path,
+    root_relative,
     source_in_root,
     stat_path,
     write_tar,
 )
+from dockyard.image.copy_extract import extract_tar
 from dockyard.snapshot.changes import Change
 from dockyard.snapshot.mounts import is_mounted
 from dockyard.snapshot.snapshotter import Snapshotter
@@ -146,7 +146,9 @@ def extract(
     with container_root(engine, container) as root_fd:
         abs_path = go_clean("/" + path)
         try:
-            dest_fd = openat2(root_fd, _rel(abs_path), os.O_PATH)  # follows a final symlink
+            dest_fd = openat2(
+                root_fd, root_relative(abs_path), os.O_PATH
+            )  # follows a final symlink
         except FileNotFoundError:
             raise not_found(path, ref) from None
         except OSError as e:
@@ -188,21 +190,47 @@ def _read_in_root(root_fd: int, path: str) -> str | None:
         os.close(fd)
 
 
+def _id(text: str) -> int | None:
+    """moby's getIDOrName: a number up to MaxInt32 is an ID, anything else a name."""
+    return int(text) if text.isdigit() and int(text) <= 2**31 - 1 else None
+
+
 def _container_user(root_fd: int, container: Container) -> tuple[int, int] | None:
-    """copyUIDGID: the owner files get, from the container's Config.User (None: the tar's)."""
+    """copyUIDGID: the owner files get, from the container's Config.User resolved in its own
+    /etc/passwd and /etc/group as moby's getUIDGID does (None: keep the tar's owners)."""
     user = container.config.get("User") or ""
     if not user:
         return None
-    from dockyard.runtime.users import UserLookupError, exec_user
+    from dockyard.runtime.users import parse_group, parse_passwd
 
     name, _, group = user.partition(":")
-    passwd = _read_in_root(root_fd, "etc/passwd")
-    groups = _read_in_root(root_fd, "etc/group")
-    try:
-        uid, gid, _, _ = exec_user(user, passwd, groups)
-    except UserLookupError as e:
-        what = f'group "{group}"' if group and "group" in e.message else f'user "{name}"'
-        raise InvalidParameter(f"failed to look up {what} in container: {e.message}") from None
+    uid = gid = 0
+    if name:
+        entries = parse_passwd(_read_in_root(root_fd, "etc/passwd") or "")
+        number = _id(name)
+        if number is None:
+            found = next((e for e in entries if e.name == name), None)
+            if found is None:
+                raise InvalidParameter(
+                    f'failed to look up user "{name}" in container: '
+                    "no matching entries in passwd file"
+                )
+            uid, gid = found.uid, found.gid
+        else:  # a UID: its primary group when /etc/passwd knows it, else 0
+            found = next((e for e in entries if e.uid == number), None)
+            uid, gid = number, found.gid if found else 0
+    if group:
+        number = _id(group)
+        if number is None:
+            groups = parse_group(_read_in_root(root_fd, "etc/group") or "")
+            match = next((g for g in groups if g.name == group), None)
+            if match is None:
+                raise InvalidParameter(
+                    f'failed to look up group "{group}" in container: '
+                    "no matching entries in group file"
+                )
+            number = match.gid
+        gid = number
     return uid, gid
 
 

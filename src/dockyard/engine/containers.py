@@ -225,7 +225,10 @@ class ContainerService:
             FinishedAt=ZERO_TIME,
         )
         self.store.save(container)
-        self.watcher.watch(cid)
+        try:
+            self.watcher.watch(cid)
+        except OSError:  # it exited, and its shim left, before it could be watched
+            self._on_exit(cid, self.shims.exit_result(cid))
 
     def _options(self, container: Container) -> RunOptions:
         body = dict(container.config)
@@ -283,7 +286,7 @@ class ContainerService:
     def resize(self, ref: str, height: int, width: int) -> None:
         container = self.find(ref)
         if not container.running:
-            raise Conflict(f"Container {container.id} is not running")
+            raise Conflict(f"container {container.id} is not running")
         with self.shims.connect(
             container.id, {"op": "resize", "height": height, "width": width}
         ) as sock:
@@ -291,12 +294,14 @@ class ContainerService:
 
     # -- stop, kill, restart, pause ------------------------------------------------------------
     def kill(self, ref: str, sig: str = "KILL") -> None:
+        number = parse_signal(sig or "KILL")  # moby checks the signal before the container
+        if not (0 < number < 32 or 34 <= number <= 64):  # its signal.SignalMap on Linux
+            raise InvalidParameter(f"the linux daemon does not support signal {number}")
         container = self.find(ref)
-        number = parse_signal(sig or "KILL")
         with self.lock(container.id):
             container = self.store.get(container.id) or container
             if not container.running and not container.state.get("Restarting"):
-                raise Conflict(f"Container {container.id} is not running")
+                raise Conflict(f"container {container.id} is not running")
             stop_signal = container.config.get("StopSignal")
             if number == signal.SIGKILL or not stop_signal or parse_signal(stop_signal) == number:
                 self._stopping.add(container.id)  # moby's ExitOnNext: no restart after this exit
@@ -385,7 +390,7 @@ class ContainerService:
         with self.lock(container.id):
             container = self.store.get(container.id) or container
             if not container.running:
-                raise Conflict(f"Container {container.id} is not running")
+                raise Conflict(f"container {container.id} is not running")
             if container.state.get("Paused"):
                 raise Conflict(f"Container {container.id} is already paused")
             self._runtime(container).pause()
@@ -540,12 +545,16 @@ class ContainerService:
             container = self.store.get(container.id) or container
             if container.state.get("Status") == "removing":
                 raise Conflict(f"removal of container {container.id} is already in progress")
-            if container.running and not force:
-                what = "paused" if container.state.get("Paused") else "running"
-                raise Conflict(
-                    f'cannot remove container "/{container.name}": container is {what}: '
-                    "stop the container before removing or force remove"
-                )
+            restarting = not container.running and container.state.get("Restarting")
+            if (container.running or restarting) and not force:  # moby's words, and its `ref`
+                if container.state.get("Paused"):
+                    why = "container is paused and must be unpaused first"
+                else:
+                    why = (
+                        f"container is {'restarting' if restarting else 'running'}: "
+                        "stop the container before removing or force remove"
+                    )
+                raise Conflict(f'cannot remove container "{ref}": {why}')
             if container.running:
                 self._stopping.add(container.id)
                 waiter = self._register(container.id, "not-running")

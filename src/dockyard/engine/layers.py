@@ -129,7 +129,12 @@ class LayerStore:
             self._leases.pop(chain_id, None)
 
     def _ingest(
-        self, stream: BinaryIO, parent: str | None, expected_diff_id: str | None, index: int
+        self,
+        stream: BinaryIO,
+        parent: str | None,
+        expected_diff_id: str | None,
+        index: int,
+        escaping_symlinks: bool = False,
     ) -> tuple[LayerRecord, bool]:
         """Store one layer and lease it; True when it was not stored before."""
         key = TRANSIENT + uuid.uuid4().hex
@@ -143,7 +148,12 @@ class LayerStore:
                 writer = _BlobWriter(gz)
                 try:
                     reader = io.BufferedReader(_Tee(plain, writer), CHUNK)
-                    apply_layer(reader, root, whiteouts=self.snapshots.whiteouts)
+                    apply_layer(
+                        reader,
+                        root,
+                        whiteouts=self.snapshots.whiteouts,
+                        escaping_symlinks=escaping_symlinks,
+                    )
                     while reader.read(CHUNK):
                         pass
                 finally:
@@ -237,10 +247,14 @@ class LayerSession:
         parent: str | None,
         expected_diff_id: str | None = None,
         index: int = 0,
+        escaping_symlinks: bool = False,
     ) -> LayerRecord:
         """Store one layer (plain, gzip or zstd tar) on top of chain `parent`; `index` is its
-        position in the image, for the error when its content is not `expected_diff_id`."""
-        record, new = self._store._ingest(stream, parent, expected_diff_id, index)
+        position in the image, for the error when its content is not `expected_diff_id`.
+        `escaping_symlinks`: see apply_layer (for a container's own changes)."""
+        record, new = self._store._ingest(
+            stream, parent, expected_diff_id, index, escaping_symlinks
+        )
         self._leased.append(record.chain_id)
         if new:
             self._added.append(record)

@@ -114,6 +114,7 @@ class _Applier:
         self.shown_root = shown_root  # as the caller named it, for messages
         self.rfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.overlay = overlay
+        self.escaping_symlinks = False
         self.privileged = os.geteuid() == 0
         self.opaque_xattr = "trusted.overlay.opaque" if self.privileged else "user.overlay.opaque"
         # resolved root-relative paths known to be real directories ("" is the root)
@@ -267,7 +268,7 @@ class _Applier:
         if rel.startswith(WHITEOUT_META_PREFIX) and rel != OPAQUE_MARKER:
             return
         parent_name, _, base = rel.rpartition("/")
-        if h.type == SYM:
+        if h.type == SYM and not self.escaping_symlinks:
             check_symlink(rel, h.linkname)
         link_target = hardlink_target(h.name, h.linkname) if h.type == LNK else ""
         parent = self._parent_dir(parent_name, h.name)
@@ -519,7 +520,11 @@ class _Applier:
 
 
 def apply_layer(
-    stream: BinaryIO, root: str, *, whiteouts: Literal["delete", "overlay"] = "delete"
+    stream: BinaryIO,
+    root: str,
+    *,
+    whiteouts: Literal["delete", "overlay"] = "delete",
+    escaping_symlinks: bool = False,
 ) -> int:
     """Apply the uncompressed layer tar read from `stream` onto directory `root`.
 
@@ -534,6 +539,11 @@ def apply_layer(
     it is empty again. When `root` held lower layers, what the tar already deleted or replaced
     there is gone: the caller must then discard `root` (snapshots are applied into a fresh
     directory and removed on error). `root` must not change while the layer is applied.
+
+    A relative symlink whose target climbs above the root (`../../etc/passwd`) is refused, as
+    moby refuses it outside a chroot, unless `escaping_symlinks`: a container's own changes
+    (commit) may hold one, and docker accepts them there; the link is harmless, since every
+    path is resolved inside the root, by us and by the kernel in a container.
     """
     if whiteouts not in ("delete", "overlay"):
         raise ValueError(f"unknown whiteout mode {whiteouts!r}")
@@ -542,6 +552,7 @@ def apply_layer(
     applier = _Applier(
         os.path.abspath(root), root, whiteouts == "overlay", track_created=not was_empty
     )
+    applier.escaping_symlinks = escaping_symlinks
     reader = TarReader(stream, CHUNK)
     h: TarHeader | None = None
     try:

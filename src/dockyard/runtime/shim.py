@@ -221,6 +221,7 @@ class Shim:
         self.init_pid = 0
         self.status: int | None = None
         self.exited_at = 0.0
+        self.exited_ns = 0  # wall clock, for FinishedAt: when it was reaped, not drained
         self.execs: dict[int, ExecSession] = {}
         self.paused: list[Peer] = []  # clients not read while their process's stdin is full
 
@@ -498,9 +499,9 @@ class Shim:
             if header.get("stdin") and self.stdin is not None:
                 peer.sink = self.stdin
         elif op == "wait":
+            # Told in finish(), never before exit.json is written: whoever hears of the exit
+            # may remove this shim's directory at once.
             peer.waits = True
-            if self.status is not None:
-                self._send_exit(peer)
         elif op == "resize":
             session = self.execs.get(header["exec"]) if header.get("exec") else None
             if session is not None and session.tty_fd is not None:
@@ -692,6 +693,7 @@ class Shim:
     def _container_exited(self, status: int) -> None:
         self.status = status
         self.exited_at = time.monotonic()
+        self.exited_ns = time.time_ns()
         if self.tty and self.console in self.outputs:
             # Read what the pty still holds (until EIO), then it counts as drained.
             with contextlib.suppress(OSError):
@@ -714,7 +716,7 @@ class Shim:
         result = {
             "exit_code": _exit_code(self.status),
             "oom_killed": oom,
-            "finished_at": rfc3339_nano(time.time_ns()),
+            "finished_at": rfc3339_nano(self.exited_ns or time.time_ns()),
         }
         path = os.path.join(self.dir, EXIT_FILE)
         with open(path + ".tmp", "w") as f:
