@@ -1,7 +1,7 @@
 """Our save archives against the real tools, and the real tools' archives against our reader.
 
 skopeo reads both views of what we write (docker-archive: manifest.json; oci-archive:
-index.json), dockerd (a developer-machine peer, 20.10: it reads manifest.json) loads it, and
+index.json), a private dockerd (tests/dockerd.py; Debian's is 20.10: it reads manifest.json) loads it, and
 what skopeo and dockerd write is read back by read_archive.
 """
 
@@ -12,9 +12,7 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import uuid
@@ -25,35 +23,23 @@ import pytest
 
 from dockyard.image.archive import SaveImage, extract_archive, read_archive, write_save_archive
 from dockyard.image.model import sha256_digest
+from tests.conftest import needs_root
+from tests.dockerd import PrivateDockerd, private_dockerd
 
 SKOPEO = shutil.which("skopeo")
-DOCKER = shutil.which("docker")
-DOCKER_SOCKET = "/var/run/docker.sock"
 
 needs_skopeo = pytest.mark.skipif(SKOPEO is None, reason="skopeo not installed")
 
 
-def _dockerd_answers() -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(DOCKER_SOCKET)
-            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-            return b" 200 " in s.recv(64)
-    except OSError:
-        return False
-
-
-def needs_dockerd() -> None:
-    if DOCKER is None:
-        pytest.skip("docker CLI not installed")
-    if not _dockerd_answers():
-        pytest.skip("no dockerd peer running")
+@pytest.fixture(scope="module")
+def dockerd() -> Iterator[PrivateDockerd]:
+    needs_root()
+    with private_dockerd() as peer:
+        yield peer
 
 
 def run(*args: str) -> bytes:
-    env = {**os.environ, "DOCKER_HOST": f"unix://{DOCKER_SOCKET}"}
-    result = subprocess.run(args, capture_output=True, timeout=180, env=env)
+    result = subprocess.run(args, capture_output=True, timeout=180)
     if result.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} exited {result.returncode}: {result.stderr.decode()}"
@@ -149,19 +135,14 @@ def test_skopeo_reads_oci_archive_view(tmp_path, nonce):
     assert run("skopeo", "inspect", "--config", "--raw", f"oci-archive:{single}") == second.config
 
 
-def test_docker_loads_our_archive(tmp_path, nonce):
-    needs_dockerd()
+def test_docker_loads_our_archive(tmp_path, nonce, dockerd):
     path, first, second, tag1, tag2 = two_images(tmp_path, nonce)
-    try:
-        out = run("docker", "load", "-i", str(path)).decode()
-        assert f"Loaded image: {tag1}" in out and f"Loaded image: {tag2}" in out
-        for tag, image in ((tag1, first), (tag2, second)):
-            inspect = json.loads(run("docker", "image", "inspect", tag))[0]
-            assert inspect["Id"] == image.id
-            assert inspect["RootFS"]["Layers"] == image.diff_ids
-    finally:
-        for ref in (tag1, tag2, first.id, second.id):
-            subprocess.run(["docker", "rmi", "-f", ref], capture_output=True, timeout=120)
+    out = dockerd.docker("load", "-i", str(path)).decode()
+    assert f"Loaded image: {tag1}" in out and f"Loaded image: {tag2}" in out
+    for tag, image in ((tag1, first), (tag2, second)):
+        inspect = json.loads(dockerd.docker("image", "inspect", tag))[0]
+        assert inspect["Id"] == image.id
+        assert inspect["RootFS"]["Layers"] == image.diff_ids
 
 
 @needs_skopeo
@@ -198,17 +179,14 @@ def test_read_skopeo_copies(tmp_path, nonce, transport):
         assert data == want and sha256_digest(data) == got.diff_id
 
 
-def test_read_docker_save_output(tmp_path):
-    """dockerd 20.10 writes the old layout (<v1 id>/layer.tar, <id>.json)."""
-    needs_dockerd()
-    # busybox (small) when the peer has it, else whatever image it has
-    listing = run("docker", "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
-    images = dict(line.split() for line in listing.decode().splitlines())
-    if not images:
-        pytest.skip("the dockerd peer has no image to save")
-    image_id = images.get("busybox:latest") or next(iter(images.values()))
+def test_read_docker_save_output(tmp_path, nonce, dockerd):
+    """dockerd 20.10 writes the old layout (<v1 id>/layer.tar, <id>.json); newer ones add the
+    OCI layout. Either way read_archive finds the image dockerd made."""
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(layer({"hello": b"imported\n", "etc/motd": nonce.encode()}))
+    image_id = dockerd.docker("import", str(rootfs), f"imported:{nonce}").decode().strip()
     path = tmp_path / "saved.tar"
-    run("docker", "save", "-o", str(path), image_id)
+    dockerd.docker("save", "-o", str(path), f"imported:{nonce}")
     dest = tmp_path / "x"
     dest.mkdir()
     with open(path, "rb") as f:

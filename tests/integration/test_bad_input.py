@@ -34,9 +34,12 @@ SECRET = b"do not touch\n"
 
 
 def _files(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-    return {str(p.relative_to(path)) for p in path.rglob("*")}
+    """Every path under `path`; a directory the daemon removes while we walk is just gone."""
+    found = set()
+    for top, dirs, files in os.walk(path):  # os.walk ignores directories that vanish
+        rel = os.path.relpath(top, path)
+        found |= {os.path.normpath(os.path.join(rel, n)) for n in dirs + files}
+    return found
 
 
 def _db(data_root: Path) -> sqlite3.Connection:
