@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, offline: start a daemon of our own, make busybox from Debian's busybox-static,
-# import it, list, tag, inspect, save, remove, load it back; then stop the daemon and clean up.
+# import it, list, tag, inspect, save, remove, load it back; run a container, change a file in it,
+# see `ps -s` and `diff`, commit it and run the new image; then stop the daemon and clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$PWD/.venv/bin
@@ -18,7 +19,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# Show each command as one would type it: `dockyard …`, arguments single-quoted where needed.
+shown() {
+  if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then printf ' %s' "$1"
+  else printf " '%s'" "${1//\'/\'\\\'\'}"; fi
+}
+step() {
+  printf '\n\033[1m$ %s' "$(basename "$1")"
+  for arg in "${@:2}"; do shown "$arg"; done
+  printf '\033[0m\n'
+  "$@"
+}
 
 echo "Dockyard quickstart (daemon state in $WORK; the first command starts the daemon)"
 "$BIN/python" scripts/busybox_rootfs.py "$WORK/busybox.tar"
@@ -32,6 +43,18 @@ step "$BIN/dockyard" rmi busybox quickstart/busybox:v1
 step "$BIN/dockyard" images
 step "$BIN/dockyard" load -i "$WORK/saved.tar"
 step "$BIN/dockyard" images
+
+echo; echo "# Containers: a writable layer over the image, an isolated process tree"
+step "$BIN/dockyard" run --rm --network none busybox sh -c 'echo "hello from $(hostname), pid $$"'
+step "$BIN/dockyard" run -d --name web --network none busybox sh -c 'echo changed > /etc/motd; rm /bin/vi; mkdir /data; date > /data/started; exec sleep 600'
+for _ in $(seq 50); do "$BIN/dockyard" exec web test -f /data/started 2>/dev/null && break; sleep 0.1; done
+step "$BIN/dockyard" ps -s
+step "$BIN/dockyard" diff web
+step "$BIN/dockyard" exec web cat /etc/motd
+step "$BIN/dockyard" commit -m "motd changed, vi gone" -c 'CMD ["cat", "/etc/motd"]' web quickstart/changed:v1
+step "$BIN/dockyard" run --rm --network none quickstart/changed:v1
+step "$BIN/dockyard" history quickstart/changed:v1
+step "$BIN/dockyard" rm -f web
 step "$BIN/dockyard" system df
 echo
 echo "quickstart: OK"
