@@ -1,0 +1,22 @@
+"""Builds: the Dockerfile parser and expansion (pure), `.dockerignore`, later the builder.
+
+The parser's public surface is re-exported here; see dockerfile.py (stages), instructions.py
+(the typed instructions), expand.py (variables and ARG/ENV scoping), dockerignore.py.
+"""
+
+from __future__ import annotations
+
+from dockyard.build.dockerfile import Dockerfile, Stage, parse_dockerfile
+from dockyard.build.errors import DockerfileError
+from dockyard.build.expand import StageScope, expand_from, expand_stage, global_args
+
+__all__ = [
+    "Dockerfile",
+    "DockerfileError",
+    "Stage",
+    "StageScope",
+    "expand_from",
+    "expand_stage",
+    "global_args",
+    "parse_dockerfile",
+]
