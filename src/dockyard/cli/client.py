@@ -130,9 +130,9 @@ class Response:
         return b"".join(self.chunks())
 
     def json(self) -> Any:
-        import json
+        from . import wirejson
 
-        return json.loads(self.read() or b"null")
+        return wirejson.loads(self.read() or b"null")
 
     def lines(self) -> Iterator[bytes]:
         """Newline-separated records of a JSON progress stream."""
@@ -294,10 +294,10 @@ def _api_error(response: Response) -> APIError:
     body = response.read()
     message = body.decode(errors="replace").strip()
     if response.headers.get("content-type", "").startswith("application/json"):
-        import json
+        from . import wirejson
 
         try:
-            message = json.loads(body).get("message", message)
+            message = wirejson.loads(body).get("message", message)
         except (ValueError, AttributeError):
             pass
     return APIError(response.status, message)

@@ -6,10 +6,10 @@ wait's status code becomes our exit code."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from dockyard.cli import wirejson
 from dockyard.cli.client import APIError
 from dockyard.cli.command import BIN, CLIError, Command, Context
 from dockyard.cli.flags import Flag
@@ -38,7 +38,7 @@ def _run_error(ctx: Context, message: str, path: str) -> CLIError:
 def create_container(
     ctx: Context, opts: dict[str, Any], image: str, command: list[str]
 ) -> dict[str, Any]:
-    body = json.dumps(create_body(opts, image, command)).encode()
+    body = wirejson.dumps(create_body(opts, image, command)).encode()
     query = {"name": opts["name"] or None}
     try:
         response = ctx.client.request(
