@@ -144,8 +144,7 @@ async def info(request: web.Request) -> web.Response:
             "Labels": [],
             "ExperimentalBuild": False,
             "ServerVersion": __version__,
-            "Runtimes": {},
-            "DefaultRuntime": "",
+            **engine.shims.runtimes.info(),
             # The docker CLI prints swarm node details unless the state is "inactive".
             "Swarm": {
                 "NodeID": "",

@@ -223,10 +223,8 @@ def _freeze(engine: Engine, container: Container) -> Any:
     be frozen (moby ignores that too)."""
     if not container.running or container.state.get("Paused"):
         return None
-    from dockyard.runtime import linux
-
     try:
-        runtime = linux.load(container.id, engine.shims.runtime_root)
+        runtime = engine.containers.runtime(container)
         runtime.pause()
     except Exception as e:
         log.debug("not pausing %s for commit: %s", container.id[:12], e)

@@ -169,7 +169,7 @@ def host_config(body: dict[str, Any]) -> dict[str, Any]:
         "UTSMode": "",
         "UsernsMode": "",
         "ShmSize": 67108864,
-        "Runtime": "runc",
+        "Runtime": "",  # the daemon's default is filled in at create (engine/runtimes.py)
         "Isolation": "",
         "CpuShares": 0,
         "Memory": 0,

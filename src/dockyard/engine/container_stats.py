@@ -59,9 +59,7 @@ _BLKIO_KEYS = (
 
 
 def _runtime(engine: Engine, container: Container) -> Any:
-    from dockyard.runtime import linux
-
-    return linux.load(container.id, engine.shims.runtime_root)
+    return engine.containers.runtime(container)
 
 
 def _running(engine: Engine, ref: str) -> Container:

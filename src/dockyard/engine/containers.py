@@ -32,6 +32,7 @@ from .container_store import ZERO_TIME, Container, ContainerStore, new_state
 from .exits import ExitWatcher
 from .images import ImageService
 from .names import generate_name, new_id
+from .runtimes import DEFAULT_RUNTIME, ShimHandle
 from .shims import ShimError, ShimManager, read_frame
 
 log = logging.getLogger("dockyard.containers")
@@ -86,6 +87,7 @@ class ContainerService:
         if not opts.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
         host = host_config(body)
+        host["Runtime"] = self.shims.runtimes.resolve(host.get("Runtime"))
         log_limits(host["LogConfig"])  # refuse bad --log-opt values now, not at start
         image = self.images.resolve(opts.image)
         if name:
@@ -196,7 +198,8 @@ class ContainerService:
                         "max_size": max_size,
                         "max_file": max_file,
                     },
-                }
+                },
+                runtime=self.runtime_name(container),
             )
             try:
                 self._connect_attachers(cid)
@@ -380,7 +383,14 @@ class ContainerService:
             if not container.running:
                 self._start(container)
 
-    def _runtime(self, container: Container) -> Any:
+    @staticmethod
+    def runtime_name(container: Container) -> str:
+        return str(container.host_config.get("Runtime") or DEFAULT_RUNTIME)
+
+    def runtime(self, container: Container) -> Any:
+        """The running container's runtime: pause/resume, pids, stats, cgroup."""
+        if self.runtime_name(container) != DEFAULT_RUNTIME:
+            return ShimHandle(self.shims, container.id, f"/dockyard/{container.id}")
         from dockyard.runtime import linux
 
         return linux.load(container.id, self.shims.runtime_root)
@@ -393,7 +403,7 @@ class ContainerService:
                 raise Conflict(f"container {container.id} is not running")
             if container.state.get("Paused"):
                 raise Conflict(f"Container {container.id} is already paused")
-            self._runtime(container).pause()
+            self.runtime(container).pause()
             container.state.update(Paused=True, Status="paused")
             self.store.save(container)
 
@@ -407,7 +417,7 @@ class ContainerService:
 
     def _thaw(self, container: Container) -> None:
         with contextlib.suppress(Exception):
-            self._runtime(container).resume()
+            self.runtime(container).resume()
         container.state.update(
             Paused=False, Status="running" if container.running else container.state["Status"]
         )

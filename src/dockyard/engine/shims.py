@@ -22,6 +22,8 @@ from dockyard.errors import DockyardError
 from dockyard.runtime import unixsock
 from dockyard.runtime.shim import CONTROL, EXIT_FILE, HEADER, SOCKET
 
+from .runtimes import DEFAULT_RUNTIME, Runtimes
+
 ZYGOTE_SOCKET = "zygote.sock"
 START_TIMEOUT = 30.0
 LEFTOVER_TIMEOUT = 5.0
@@ -108,6 +110,7 @@ class ShimManager:
         self.exec_root = exec_root
         self.zygote_socket = os.path.join(exec_root, ZYGOTE_SOCKET)
         self.runtime_root = os.path.join(exec_root, "runtime")
+        self.runtimes = Runtimes(exec_root)
         self._zygote: subprocess.Popen[bytes] | None = None
         self._zygote_lock = threading.Lock()  # two starts at once must not make two zygotes
 
@@ -168,11 +171,15 @@ class ShimManager:
     def container_dir(self, container_id: str) -> str:
         return os.path.join(self.exec_root, "containers", container_id)
 
-    def spawn(self, request: dict[str, Any]) -> Spawned:
-        """Fork a shim that creates the container (phase one of two)."""
+    def spawn(self, request: dict[str, Any], runtime: str = DEFAULT_RUNTIME) -> Spawned:
+        """Fork a shim that creates the container (phase one of two) with `runtime`."""
+        external = self.runtimes.request(runtime)
+        if external is not None:
+            request = {**request, "runtime": external}
         # The container's last shim reports its exit before it removes the runtime's state
         # and cgroups: a restart right after the exit waits for that (or fails "exists").
-        leftover = os.path.join(self.runtime_root, request["id"])
+        state_root = self.runtimes.state_root(runtime, self.runtime_root)
+        leftover = os.path.join(state_root, request["id"])
         deadline = time.monotonic() + LEFTOVER_TIMEOUT
         while os.path.exists(leftover) and time.monotonic() < deadline:
             time.sleep(0.005)

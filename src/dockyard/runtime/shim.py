@@ -1,7 +1,8 @@
 """The per-container shim: what supervises a running container, so that the daemon need not.
 
 A shim is forked from the shim zygote (zygote.py), already warm, one per container. It creates
-and starts the container with the in-process runtime (runtime/linux.py), then, until the
+and starts the container with its runtime (shim_runtime.py: our in-process runtime/linux.py by
+default, or an installed runc/crun driven as containerd's shim does), then, until the
 container's init exits: holds its stdio (pipes, or the pty master with `tty`), writes the output
 to the json-file log, serves clients on `<dir>/shim.sock`, reaps the init and exec processes,
 and finally records the exit in `<dir>/exit.json` (written before anyone is told, so a daemon
@@ -15,6 +16,7 @@ frames (8-byte header: stream id, 3 zero bytes, big-endian length; then the payl
   {"op": "wait"}                                            frame 3 {"exit_code", "oom_killed",
       "finished_at"} when the container exits
   {"op": "resize", "height": h, "width": w, "exec": pid?}   frame 3 {}
+  {"op": "pause"} / {"op": "resume"}                        frame 3 {} or {"error"}
 From the client, a stdin frame of length 0 closes stdin; frame 4 {"height", "width"} resizes.
 """
 
@@ -35,8 +37,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import linux, process, syscalls, unixsock
+from . import linux, syscalls, unixsock
 from .logfile import JsonFileLog, rfc3339_nano
+from .shim_runtime import driver_for
 
 HEADER = struct.Struct(">BxxxL")
 STDIN, STDOUT, STDERR, CONTROL, RESIZE = 0, 1, 2, 3, 4
@@ -150,57 +153,6 @@ class ExecSession:
         self.stdin: Stdin | None = None
 
 
-class Helper:
-    """A short-lived child that runs the runtime's code for the shim (create and start, exec).
-
-    The shim lives as long as its container, and memory it writes after the fork stops being
-    shared with the zygote: the runtime's code paths alone cost an idle shim ~2.5 MB of private
-    pages (measured; see the containers issue's note). So that code runs here instead. The shim
-    is a child subreaper: the processes this child creates are adopted by the shim when it exits.
-    """
-
-    def __init__(self) -> None:
-        self.ours, theirs = socket.socketpair(
-            socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
-        )
-        self.pid = os.fork()
-        if self.pid == 0:
-            self.ours.close()
-            self.ours = theirs
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)  # the shim gone: us too
-        else:
-            theirs.close()
-
-    @property
-    def child(self) -> bool:
-        return self.pid == 0
-
-    def send(self, message: dict[str, Any], fd: int | None = None) -> None:
-        data = json.dumps(message).encode()
-        if fd is None:
-            self.ours.send(data)
-        else:
-            process.send_fd(self.ours, fd, data)
-
-    def receive(self) -> tuple[dict[str, Any], int | None]:
-        data, fd = process.recv_message(self.ours)
-        if not data:
-            raise linux.ContainerError("the runtime's helper process died")
-        return json.loads(data), fd
-
-    def fail(self, exc: BaseException) -> None:
-        """In the child: report an error."""
-        self.send({"error": str(exc), "exit_code": getattr(exc, "exit_code", None) or 125})
-
-    def finish(self) -> None:
-        """In the shim: collect the child."""
-        self.ours.close()
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
-
-
 class Shim:
     def __init__(self, request: dict[str, Any], reply: socket.socket) -> None:
         self.req = request
@@ -224,6 +176,7 @@ class Shim:
         self.exited_ns = 0  # wall clock, for FinishedAt: when it was reaped, not drained
         self.execs: dict[int, ExecSession] = {}
         self.paused: list[Peer] = []  # clients not read while their process's stdin is full
+        self.runtime = driver_for(request)
 
     # -- the poll loop -------------------------------------------------------------------------
     def watch(self, fd: int, events: int, handler: Callable[[int], None]) -> None:
@@ -278,17 +231,13 @@ class Shim:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         self.children_signal()
         stdio, ours = self._stdio()
-        helper = Helper()
-        if helper.child:
-            self._start_in_helper(helper, stdio)
-        for fd in stdio or ():
-            if fd not in (0, 1, 2):
-                os.close(fd)
         try:
-            created, console = helper.receive()
-            if "error" in created:
-                raise linux.ContainerError(created["error"], created.get("exit_code"))
-            self.init_pid = int(created["pid"])
+            try:
+                self.init_pid, console = self.runtime.create(stdio, self.tty)
+            finally:
+                for fd in stdio or ():
+                    if fd not in (0, 1, 2):
+                        os.close(fd)
             if self.tty:
                 self.console = console
                 assert self.console is not None
@@ -299,53 +248,17 @@ class Shim:
             if self._receive_line() != b"start":
                 raise linux.ContainerError("the daemon gave up before start")
             self._accept_waiting()
-            helper.send({"op": "start"})
-            started, _ = helper.receive()
-            if "error" in started:
-                raise linux.ContainerError(started["error"], started.get("exit_code"))
+            self.runtime.start()
         except Exception as exc:  # whatever went wrong, the container must not be left behind
             code = getattr(exc, "exit_code", None) or 125
             self._send({"error": str(exc), "exit_code": code})
             self.reply.close()
-            helper.finish()  # its death (or its own cleanup) takes the init with it
-            with contextlib.suppress(Exception):
-                linux.load(self.id, self.req["state_root"]).delete(force=True)
+            self.runtime.abort()
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.dir, SOCKET))
             raise SystemExit(0) from None
-        helper.finish()
         self._send({"started": True})
         self.reply.close()
-
-    def _start_in_helper(self, helper: Helper, stdio: tuple[int, int, int] | None) -> None:
-        """In the helper: create the container, hand back its pid (and pty), start it when
-        told to, then leave (the init becomes the shim's child)."""
-        code = 0
-        container = None
-        try:
-            container = linux.create(
-                self.req["bundle"],
-                self.id,
-                self.req["state_root"],
-                stdio=stdio,
-                terminal=self.tty,
-                cgroup_parent=self.req.get("cgroup_parent", "/dockyard"),
-                die_with_creator=True,
-            )
-            helper.send({"pid": container.pid}, container.console)
-            message, _ = helper.receive()
-            if message.get("op") == "start":
-                container.start()
-                helper.send({"started": True})
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                helper.fail(exc)
-            if container is not None:
-                with contextlib.suppress(Exception):
-                    container.delete(force=True)
-            code = 1
-        finally:
-            os._exit(code)
 
     def _listen(self) -> socket.socket:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -512,6 +425,13 @@ class Shim:
             peer.send(control({}))
         elif op == "exec":
             self._exec(peer, header)
+        elif op in ("pause", "resume"):
+            try:
+                self.runtime.pause() if op == "pause" else self.runtime.resume()
+            except Exception as exc:
+                peer.send(control({"error": str(exc)}))
+            else:
+                peer.send(control({}))
         else:
             peer.send(control({"error": f"unknown op {op!r}"}))
             self._drop(peer)
@@ -575,7 +495,7 @@ class Shim:
                 mine.update(out=out_r, err=err_r)
                 stdio = (in_r, out_w, err_w)
                 theirs = [in_r, out_w, err_w]
-            pid, console = self._exec_in_helper(header["process"], stdio, tty)
+            pid, console = self._exec_in_runtime(header["process"], stdio, tty)
         except linux.ContainerError as exc:
             for fd in [*mine.values(), *theirs]:
                 os.close(fd)
@@ -606,36 +526,16 @@ class Shim:
                 )
         peer.send(control({"pid": pid}))
 
-    def _exec_in_helper(
+    def _exec_in_runtime(
         self, proc: dict[str, Any], stdio: tuple[int, int, int] | None, tty: bool
     ) -> tuple[int, int | None]:
-        """Run exec_process in a helper; the process becomes ours when the helper leaves.
-        SIGCHLD stays blocked meanwhile, so the process cannot be reaped before it is known."""
+        """The runtime starts the process; it becomes ours (we are a subreaper). SIGCHLD stays
+        blocked meanwhile, so the process cannot be reaped before it is known."""
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
-            helper = Helper()
-            if helper.child:
-                code = 0
-                try:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-                    container = linux.load(self.id, self.req["state_root"])
-                    started = linux.exec_process(container, proc, stdio=stdio, terminal=tty)
-                    helper.send({"pid": started.pid}, started.console)
-                except BaseException as exc:
-                    with contextlib.suppress(Exception):
-                        helper.fail(exc)
-                    code = 1
-                finally:
-                    os._exit(code)
-            try:
-                reply, console = helper.receive()
-            finally:
-                helper.finish()
+            return self.runtime.exec(proc, stdio, tty)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-        if "error" in reply:
-            raise linux.ContainerError(reply["error"], reply.get("exit_code") or 126)
-        return int(reply["pid"]), console
 
     def _exec_output(self, session: ExecSession, fd: int, stream: int) -> None:
         try:
@@ -708,11 +608,7 @@ class Shim:
         """Record the exit, tell the waiters, release the container."""
         assert self.status is not None
         self.log.close()
-        oom = False
-        container = None
-        with contextlib.suppress(Exception):
-            container = linux.load(self.id, self.req["state_root"])
-            oom = container.oom_killed()
+        oom = self.runtime.oom_killed()
         result = {
             "exit_code": _exit_code(self.status),
             "oom_killed": oom,
@@ -734,11 +630,10 @@ class Shim:
             self._drop(peer)
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(self.dir, SOCKET))
-        if container is not None:
-            try:
-                container.delete(force=True)
-            except Exception as exc:  # the daemon removes what is left when it cleans up
-                print(f"shim {self.id}: delete: {exc!r}", file=sys.stderr)
+        try:
+            self.runtime.delete()
+        except Exception as exc:  # the daemon removes what is left when it cleans up
+            print(f"shim {self.id}: delete: {exc!r}", file=sys.stderr)
 
     def _send_exit(self, peer: Peer, result: dict[str, Any] | None = None) -> None:
         if result is None:

@@ -25,7 +25,7 @@ from dockyard import __version__
 from . import shim, unixsock
 
 # A protocol change must change this, so that a daemon never talks to an older zygote.
-PROTOCOL = f"{__version__}/3"  # 2: resize {"exec": pid} resizes that exec's pty
+PROTOCOL = f"{__version__}/4"  # 4: spawn {"runtime"}, pause/resume ops
 
 
 class Zygote:
