@@ -1,9 +1,11 @@
-"""The specs we build are ones runc accepts and runs as docker would (root only: CI runs as root).
+"""The specs we build are ones runc and crun accept and run as docker would (root only: CI runs
+as root and installs both).
 
 Each test writes a bundle (busybox rootfs from scripts/busybox_rootfs.py, /etc/hostname, hosts,
 resolv.conf, config.json from merge_config + build_spec + clamp_rlimits), runs it with
-`runc run`, checks what the container printed, then `runc delete`s it and removes its cgroup
-parent and the bundle.
+`runc run` and with `crun run` (on a hybrid-cgroup host in the v1-only view of the cgroups that
+runtime/oci_binary.py gives crun), checks what the container printed, then `delete`s it and
+removes its cgroup parent and the bundle.
 """
 
 from __future__ import annotations
@@ -18,23 +20,32 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from dockyard.runtime import oci_binary
 from dockyard.runtime.defaults import capabilities_from_mask
 from dockyard.runtime.spec import RunOptions, build_spec, clamp_rlimits, merge_config, resolve_user
-
-RUNC = shutil.which("runc") or "/usr/sbin/runc"
 
 pytestmark = pytest.mark.root
 
 
-def require_runc() -> None:
+def require_runtime(name: str) -> str:
     if os.geteuid() != 0:
-        pytest.skip("needs root: runc creates namespaces, mounts and cgroups")
-    if not os.path.exists(RUNC):
-        pytest.skip("runc is not installed (apt-get install runc)")
+        pytest.skip(f"needs root: {name} creates namespaces, mounts and cgroups")
+    path = oci_binary.find(name)
+    if not path:
+        pytest.skip(f"{name} is not installed (apt-get install {name}; .ci/run installs it)")
+    return path
+
+
+@dataclass
+class Bundle:
+    path: Path
+    runtime: str  # runc or crun
+    binary: str
 
 
 def own_capabilities() -> list[str]:
@@ -51,9 +62,9 @@ def host_hard_limits(spec: dict) -> dict[str, int]:
     }
 
 
-@pytest.fixture
-def bundle(busybox_tar: Path, tmp_path: Path) -> Iterator[Path]:
-    require_runc()
+@pytest.fixture(params=["runc", "crun"])
+def bundle(request: pytest.FixtureRequest, busybox_tar: Path, tmp_path: Path) -> Iterator[Bundle]:
+    binary = require_runtime(request.param)
     path = tmp_path / "bundle"
     (path / "rootfs").mkdir(parents=True)
     subprocess.run(["tar", "-C", str(path / "rootfs"), "-xf", str(busybox_tar)], check=True)
@@ -61,13 +72,14 @@ def bundle(busybox_tar: Path, tmp_path: Path) -> Iterator[Path]:
     (path / "hosts").write_text("127.0.0.1\tlocalhost\n")
     (path / "resolv.conf").write_text("nameserver 192.0.2.53\n")
     try:
-        yield path
+        yield Bundle(path, request.param, binary)
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def run(bundle: Path, opts: RunOptions, **kw: object) -> subprocess.CompletedProcess[str]:
-    """Build the spec for `opts`, run it with runc, and clean up everything runc made."""
+def run(where: Bundle, opts: RunOptions, **kw: object) -> subprocess.CompletedProcess[str]:
+    """Build the spec for `opts`, run it with the runtime, and clean up everything it made."""
+    bundle = where.path
     cid = uuid.uuid4().hex + uuid.uuid4().hex
     parent = f"dockyard-test-{cid[:12]}"
     rootfs = bundle / "rootfs"
@@ -94,18 +106,22 @@ def run(bundle: Path, opts: RunOptions, **kw: object) -> subprocess.CompletedPro
     )
     spec = clamp_rlimits(spec, host_hard_limits(spec))
     (bundle / "config.json").write_text(json.dumps(spec, indent=1))
-    state = bundle.parent / "runc-state"
-    runc = [RUNC, "--root", str(state)]
+    state = bundle.parent / f"{where.runtime}-state"
+    runtime = [where.binary, "--root", str(state)]
+    view = oci_binary.enter_v1_view if oci_binary.needs_v1_view(where.runtime) else None
     try:
         return subprocess.run(
-            [*runc, "run", "--bundle", str(bundle), cid[:32]],
+            [*runtime, "run", "--bundle", str(bundle), cid[:32]],
             capture_output=True,
             text=True,
             timeout=60,
             stdin=subprocess.DEVNULL,
+            preexec_fn=view,
         )
     finally:
-        subprocess.run([*runc, "delete", "--force", cid[:32]], capture_output=True)
+        subprocess.run(
+            [*runtime, "delete", "--force", cid[:32]], capture_output=True, preexec_fn=view
+        )
         shutil.rmtree(state, ignore_errors=True)
         for leftover in glob.glob(f"/sys/fs/cgroup/{parent}") + glob.glob(
             f"/sys/fs/cgroup/*/{parent}"
@@ -196,4 +212,4 @@ def test_privileged_gets_the_runtime_capabilities(bundle):
 def test_exit_status_and_missing_command(bundle):
     assert run(bundle, RunOptions(cmd=["sh", "-c", "exit 3"])).returncode == 3
     result = run(bundle, RunOptions(cmd=["/nonexistent"]))
-    assert result.returncode != 0 and "no such file or directory" in result.stderr
+    assert result.returncode != 0 and "no such file or directory" in result.stderr.lower()

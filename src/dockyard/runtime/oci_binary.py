@@ -109,6 +109,17 @@ def _enter_v1_view(mounts: list[str], links: dict[str, str]) -> None:
         os.symlink(dest, os.path.join(CGROUP_ROOT, name))
 
 
+def needs_v1_view(name: str) -> bool:
+    """Whether runtime `name` must run in a v1-only view of the cgroups (see the docstring)."""
+    return name == "crun" and hybrid_cgroups()
+
+
+def enter_v1_view() -> None:
+    """Enter a private mount namespace with a v1-only /sys/fs/cgroup, for a process about to
+    exec crun (a subprocess preexec_fn, say)."""
+    _enter_v1_view(*_v1_view())
+
+
 class Binary:
     """One container under an external runtime; see the module docstring."""
 
@@ -121,7 +132,7 @@ class Binary:
         # Beside the runtime's own state, not in work_dir: the daemon may remove that as soon
         # as the exit is recorded, while the shim still has to `delete`.
         self.log = os.path.join(state_root, f"{container_id}.log")
-        self.view = _v1_view() if name == "crun" and hybrid_cgroups() else None
+        self.view = _v1_view() if needs_v1_view(name) else None
         self.execs = 0
 
     # -- running the binary --------------------------------------------------------------------
