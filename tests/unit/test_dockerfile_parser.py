@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dockyard.build import DockerfileError, parse_dockerfile
 from dockyard.build.instructions import Cmd, Copy, Env, From, Run
@@ -187,3 +189,25 @@ def test_run_mount_and_network() -> None:
     assert isinstance(run, Run)
     assert run.mount_specs == ("type=cache,target=/c,id=x", "type=bind,from=b,source=/s,target=/t")
     assert (run.network, run.cmd) == ("host", ("make",))
+
+
+_arg_text = st.text(
+    alphabet=st.characters(
+        codec="utf-8", exclude_categories=["Cs", "Zl", "Zp"], exclude_characters="\n\r\x85"
+    ),
+    max_size=12,
+)
+
+
+@given(st.lists(_arg_text, max_size=4))
+def test_json_string_array_is_exec_form(args: list[str]) -> None:
+    instr = only("CMD " + json.dumps(args) + "\n")
+    assert isinstance(instr, Cmd)
+    assert (instr.cmd, instr.prepend_shell) == (tuple(args), False)
+
+
+@given(_arg_text.map(str.strip).filter(lambda s: s and not s.startswith(("[", "#", "\\"))))
+def test_anything_else_is_shell_form(text: str) -> None:
+    instr = only(f"CMD {text}\n")
+    assert isinstance(instr, Cmd)
+    assert instr.prepend_shell and instr.cmd == (text,)

@@ -43,7 +43,7 @@ class _Words:
     def add_char(self, ch: str) -> None:
         if not go_is_space(ch):
             self.add_raw(ch)
-        elif self.in_word and self.buf:
+        elif self.in_word and any(self.buf):  # quotes around nothing make no word
             self.words.append("".join(self.buf))
             self.buf, self.in_word = [], False
 
@@ -56,7 +56,7 @@ class _Words:
         self.in_word = True
 
     def result(self) -> list[str]:
-        if self.buf and "".join(self.buf):
+        if any(self.buf):
             self.words.append("".join(self.buf))
         self.buf, self.in_word = [], False
         return self.words
