@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from dockyard.build.flags import BFlags
-from dockyard.build.mounts import parse_mount
+from dockyard.build.mounts import Mount, parse_mount
 from dockyard.build.parser import Heredoc, Node, parse_heredoc
 from dockyard.errors import InvalidParameter
 from dockyard.gostrconv import go_quote
@@ -110,7 +110,7 @@ class _CommandLine(Instruction):
 @dataclass(frozen=True, kw_only=True)
 class Run(_CommandLine):
     mount_specs: tuple[str, ...] = ()  # the --mount values, parsed at expansion time
-    mounts: tuple[object, ...] = ()  # mounts.Mount after expand_stage
+    mounts: tuple[Mount, ...] = ()  # filled in by expansion (StageScope.expand)
     network: str = "default"
     security: str = "sandbox"
 
