@@ -288,3 +288,21 @@ def test_readoption_after_the_daemon_is_killed(life: Life, runtime: str) -> None
     for cid in (first, second):
         out(d, "rm", cid)
         assert_clean(d.exec_root, cid)
+
+
+def test_a_shim_that_dies_leaves_nothing_of_the_runtime(
+    daemon: Daemon, made: list[str], runtime: str
+) -> None:
+    """A shim killed with SIGKILL cannot `delete`: the daemon has the runtime do it."""
+    cid = create(daemon, made, runtime, "busybox", "sleep", "100")
+    out(daemon, "start", cid)
+    pid = int(inspect(daemon, cid, "{{.State.Pid}}"))
+    with open(f"/proc/{pid}/stat") as f:
+        shim = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{shim}/cmdline", "rb") as f:
+        assert b"dockyard.runtime.zygote" in f.read()  # a shim, forked from the zygote
+    os.kill(shim, 9)
+    wait_until(lambda: inspect(daemon, cid, "{{.State.Status}}") == "exited", what="the exit")
+    assert inspect(daemon, cid, "{{.State.ExitCode}}") == "255"
+    assert_clean(daemon.exec_root, cid)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}/root"), what="the init's end")

@@ -472,6 +472,7 @@ class ContainerService:
             if result is None:  # the shim died without a word: the container is lost too
                 result = {"exit_code": 255, "oom_killed": False, "finished_at": now()}
                 container.state["Error"] = "the container's shim exited unexpectedly"
+                self.shims.runtimes.force_delete(self.runtime_name(container), container_id)
             self._record_exit(container, result)
             self._after_exit(container, result)
 

@@ -12,6 +12,7 @@ cgroup by our own code, whoever made it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -66,6 +67,27 @@ class Runtimes:
         if name not in self.paths:  # it was installed when the container was created
             raise DockyardError(f"unknown or invalid runtime name: {name}")
         return {"name": name, "path": self.paths[name], "root": self.state_root(name, "")}
+
+    def force_delete(self, name: str, container_id: str) -> None:
+        """What an external runtime still holds of a container whose shim died without
+        deleting it (state, cgroups, processes). Its own runtime's leftovers die with the shim."""
+        if name == DEFAULT_RUNTIME or name not in self.paths:
+            return
+        root = self.state_root(name, "")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(root, f"{container_id}.log"))  # see oci_binary.Binary
+        if not os.path.exists(os.path.join(root, container_id)):
+            return
+        import subprocess
+
+        # `delete` needs no v1-only view of the cgroups: crun refuses hybrid mode at create only.
+        subprocess.run(
+            [self.paths[name], "--root", root, "delete", "--force", container_id],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
 
 
 class ShimHandle:
