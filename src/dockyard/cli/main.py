@@ -16,6 +16,7 @@ TOP = {
     "tag": "images:TAG",
     "rmi": "images:REMOVE",
     "history": "images:HISTORY",
+    "build": "build:BUILD",
     "save": "archives:SAVE",
     "load": "archives:LOAD",
     "import": "archives:IMPORT",
@@ -46,6 +47,7 @@ TOP = {
 }
 MANAGEMENT = {
     "image": {
+        "build": "build:BUILD",
         "history": "images:HISTORY",
         "import": "archives:IMPORT",
         "inspect": "images:INSPECT",
