@@ -113,7 +113,7 @@ class Router:
 
 
 def make_app(engine: Engine) -> web.Application:
-    from . import routes_containers, routes_exec, routes_images, routes_system
+    from . import routes_build, routes_containers, routes_exec, routes_images, routes_system
     from .routes_container_files import register as register_container_files
 
     app = web.Application(middlewares=[api_middleware], client_max_size=64 << 20)
@@ -124,4 +124,5 @@ def make_app(engine: Engine) -> web.Application:
     routes_containers.register(router)
     routes_exec.register(router)
     register_container_files(router)
+    routes_build.register(router)
     return app

@@ -79,6 +79,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX containers_image ON containers(image_id);
     """,
+    """
+    -- the build cache: a step's key (build/cache.py step_key) → the image it produced; no
+    -- foreign key: removing the image makes the entry a miss
+    CREATE TABLE build_cache (
+        key      TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        created  REAL NOT NULL
+    );
+    CREATE INDEX build_cache_image ON build_cache(image_id);
+    """,
 ]
 
 

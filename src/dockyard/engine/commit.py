@@ -36,6 +36,7 @@ from .container_store import Container
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .layers import LayerSession
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -218,6 +219,29 @@ def _diff_filtered(engine: Engine, key: str, out: BinaryIO) -> None:
         raise failed[0]
 
 
+def diff_layer(
+    engine: Engine, session: LayerSession, key: str, parent_chain: str | None
+) -> LayerRecord | None:
+    """Active snapshot `key`'s changes (without the container init paths) stored as a new
+    layer on `parent_chain` in `session`; None when nothing changed."""
+    raw_changes = engine.snapshots.changes(key)
+    if not without_init_paths(raw_changes):
+        return None
+    filtered = any(is_init_path(change.path) for change in raw_changes)
+    differ = _Differ(engine, key, filtered)
+    try:
+        record = session.ingest(differ.stream, parent_chain, escaping_symlinks=True)
+    except BaseException as e:
+        differ.close()
+        if differ.error is not None:
+            raise DockyardError(f"diffing {key}: {differ.error}") from e
+        raise
+    differ.close()
+    if differ.error is not None:
+        raise DockyardError(f"diffing {key}: {differ.error}")
+    return record
+
+
 def _freeze(engine: Engine, container: Container) -> Any:
     """The container's runtime handle, frozen; None when it was not running or could not
     be frozen (moby ignores that too)."""
@@ -296,10 +320,6 @@ def _commit_locked(
     comment: str,
     author: str,
 ) -> str:
-    key = container.snapshot_key
-    raw_changes = engine.snapshots.changes(key)
-    empty = not without_init_paths(raw_changes)
-    filtered = any(is_init_path(change.path) for change in raw_changes)
     with engine.layers.session() as session:
         layers: list[LayerRecord] = []
         for chain_id in chain_ids:
@@ -307,22 +327,12 @@ def _commit_locked(
             if record is None:
                 raise NotFound(f"layer {chain_id} of image {parent_id} does not exist")
             layers.append(record)
-        if not empty:
-            differ = _Differ(engine, key, filtered)
-            try:
-                layers.append(
-                    session.ingest(
-                        differ.stream, chain_ids[-1] if chain_ids else None, escaping_symlinks=True
-                    )
-                )
-            except BaseException as e:
-                differ.close()
-                if differ.error is not None:
-                    raise DockyardError(f"diffing container {container.id}: {differ.error}") from e
-                raise
-            differ.close()
-            if differ.error is not None:
-                raise DockyardError(f"diffing container {container.id}: {differ.error}")
+        top = diff_layer(
+            engine, session, container.snapshot_key, chain_ids[-1] if chain_ids else None
+        )
+        empty = top is None
+        if top is not None:
+            layers.append(top)
         now = rfc3339_nano(time.time_ns())
         entry: dict[str, Any] = {"created": now}
         if author:
