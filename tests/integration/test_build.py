@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import socket
 import tarfile
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -94,6 +97,12 @@ def tag(daemon: Daemon) -> Iterator[str]:
                 call(daemon, "DELETE", f"/images/{t}")
 
 
+def left_by(daemon: Daemon, result: Build) -> list[dict]:
+    """The containers of a build's RUN steps that still exist."""
+    ran = re.findall(r" ---> Running in ([0-9a-f]{12})", result.stream)
+    return [c for c in containers(daemon) if c["Id"][:12] in ran]
+
+
 def transient_snapshots(daemon: Daemon) -> list[str]:
     return [m for m in mounts_under(daemon.base) if "build" in m]
 
@@ -171,7 +180,7 @@ def test_run_copy_and_history(daemon: Daemon, tag: str) -> None:
     assert created[2].startswith("/bin/sh -c #(nop) COPY dir:") and created[2].endswith(" in /d ")
     assert created[3].startswith("/bin/sh -c #(nop) COPY file:")
     assert created[4] == "/bin/sh -c #(nop)  ARG A=b"
-    assert not [c for c in containers(daemon) if c["Image"].startswith("sha256:")]
+    assert not left_by(daemon, result)
 
 
 def test_cache_hits_and_a_changed_source_misses(daemon: Daemon, tag: str) -> None:
@@ -288,14 +297,17 @@ def test_failing_run_reports_the_code_and_keeps_nothing_mounted(daemon: Daemon, 
     }
     after = {i["Id"] for i in call(daemon, "GET", "/images/json?all=1").json()}  # type: ignore[union-attr]
     assert after == before
-    assert not [c for c in containers(daemon) if c["Image"].startswith("sha256:")]
+    assert not left_by(daemon, result)
     assert not transient_snapshots(daemon)
 
 
 def test_failing_run_without_forcerm_keeps_its_container_as_docker(daemon: Daemon) -> None:
-    result = build(daemon, context_tar({"Dockerfile": "FROM busybox\nRUN exit 3\n"}))
+    marker = uuid.uuid4().hex[:8]
+    result = build(
+        daemon, context_tar({"Dockerfile": f"FROM busybox\nRUN echo {marker}; exit 3\n"})
+    )
     assert result.lines[-1]["errorDetail"]["code"] == 3
-    kept = [c for c in containers(daemon) if c["Command"] == "/bin/sh -c 'exit 3'"]
+    kept = left_by(daemon, result)
     assert len(kept) == 1 and kept[0]["State"] == "exited"
     call(daemon, "DELETE", f"/containers/{kept[0]['Id']}")
 
@@ -406,3 +418,30 @@ def test_entrypoint_and_cmd_run(daemon: Daemon, tag: str) -> None:
     assert run_out(daemon, tag, "there") == "there\n"
     out = daemon.dockyard("run", "--rm", "--entrypoint", "sh", tag, "-c", "id -u; pwd").stdout
     assert out.decode() == "65534\n/tmp/w\n"
+
+
+def test_client_gone_mid_run_leaves_nothing(daemon: Daemon) -> None:
+    marker = uuid.uuid4().hex[:8]
+    body = context_tar({"Dockerfile": f"FROM busybox\nRUN echo start-{marker}; sleep 60\n"})
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(str(daemon.socket))
+    head = (
+        f"POST /v1.41/build HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + body)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while f"start-{marker}".encode() not in seen and time.monotonic() < deadline:
+        seen += sock.recv(65536)
+    assert f"start-{marker}".encode() in seen
+    sock.close()
+
+    def ours() -> list[dict]:
+        return [c for c in containers(daemon) if marker in c["Command"]]
+
+    deadline = time.monotonic() + 20
+    while (ours() or transient_snapshots(daemon)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ours() == []
+    assert not transient_snapshots(daemon)

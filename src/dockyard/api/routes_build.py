@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.build.builder import Builder, BuildError, BuildOptions
+from dockyard.build.run import Cancelled
 from dockyard.errors import DockyardError, InvalidParameter
 
 from .routes_images import bool_value
@@ -105,6 +106,9 @@ async def build(request: web.Request) -> web.StreamResponse:
         builder.cancel()
         raise
     except Exception as exc:
+        if builder.quiet_output and not isinstance(exc, Cancelled):
+            for line in builder.quiet_output:  # -q: the steps are shown when it fails
+                await write(json_line(line))
         if response is None:
             if isinstance(exc, DockyardError):
                 raise

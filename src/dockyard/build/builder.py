@@ -25,6 +25,7 @@ from dockyard.build.cache import CacheStore, describe, step_key
 from dockyard.build.context import BuildContext, open_context
 from dockyard.build.copy import DirTree, RootFS, parse_chmod, parse_chown, plan_copy, write_plan
 from dockyard.build.dockerfile import Dockerfile, Stage, parse_dockerfile
+from dockyard.build.dockerignore import PatternMatcher, read_patterns
 from dockyard.build.expand import StageScope, expand_from, global_args
 from dockyard.build.instructions import Add, Arg, Copy, From, Instruction, Run, Workdir
 from dockyard.build.run import Cancelled, RunStep, mount_point, workspace
@@ -102,10 +103,13 @@ class Builder:
         self._lock = threading.Lock()
         self.cache_broken = options.no_cache
         self.declared: set[str] = set()
+        self.quiet_output: list[dict[str, Any]] = []
 
     # -- output --------------------------------------------------------------------------------
     def out(self, text: str) -> None:
-        if not self.options.quiet:
+        if self.options.quiet:  # kept, and sent only when the build fails (as dockerd)
+            self.quiet_output.append({"stream": text})
+        else:
             self._emit({"stream": text})
 
     def cancel(self) -> None:
@@ -136,7 +140,9 @@ class Builder:
             entry = context.lookup("dockerfile")
         if entry is None or entry.type != "0":
             raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
-        return parse_dockerfile(context.read(entry))
+        text = context.read(entry)
+        _remove_ignored_build_files(context, entry.path)
+        return parse_dockerfile(text)
 
     def _build(self, dockerfile: Dockerfile, context: BuildContext) -> str:
         stages = dockerfile.stages
@@ -513,6 +519,21 @@ class Builder:
             RootFS(mount_point(self.engine, key_)).mkdirs(config["WorkingDir"], (0, 0))
             self._commit(st, key_, ic.nop_created_by(st.config, comment))
         self.cache.put(key, st.image_id)
+
+
+def _remove_ignored_build_files(context: BuildContext, dockerfile: str) -> None:
+    """As dockerd: the .dockerignore and the Dockerfile leave the context when .dockerignore
+    names them (the CLI lists a Dockerfile it added from outside the context there)."""
+    ignore = context.entries.get(".dockerignore")
+    if ignore is None or ignore.type != "0":
+        return
+    try:
+        matcher = PatternMatcher(read_patterns(context.read(ignore)))
+    except ValueError as e:
+        raise InvalidParameter(f"failed to parse .dockerignore: {e}") from None
+    for path in (".dockerignore", dockerfile):
+        if matcher.matches_or_parent_matches(path):
+            context.remove(path)
 
 
 def _proxy_names() -> frozenset[str]:

@@ -102,6 +102,19 @@ class BuildContext:
     def lookup(self, path: str) -> ContextEntry | None:
         return self.entries.get(self.resolve(path))
 
+    def remove(self, path: str) -> None:
+        """Drop an entry (and what is below it) from the tree."""
+        if path not in self.entries or not path:
+            return
+        for entry in list(self.walk(path)):
+            self.entries.pop(entry.path, None)
+            self.children.pop(entry.path, None)
+        self.entries.pop(path)
+        self.children.pop(path, None)
+        siblings = self.children.get(posixpath.dirname(path), [])
+        if path in siblings:
+            siblings.remove(path)
+
     def all_paths(self) -> Iterator[str]:
         return (p for p in self.entries if p)
 
