@@ -412,8 +412,14 @@ def test_hostile_context_tars_are_refused(fresh_daemon: Daemon) -> None:
 
 
 def test_entrypoint_and_cmd_run(daemon: Daemon, tag: str) -> None:
-    dockerfile = 'FROM busybox\nUSER nobody\nWORKDIR /tmp/w\nENTRYPOINT ["/bin/echo"]\nCMD ["hi"]\n'
-    ok(daemon, {"Dockerfile": dockerfile}, t=tag)
+    dockerfile = (
+        "FROM busybox\nRUN mkdir -m 777 /tmp/w\nUSER nobody\nWORKDIR /tmp/w\n"
+        "RUN id -u > me && pwd >> me\n"
+        "RUN <<EOF\necho heredoc $(cat me | tr '\\n' ' ')\nEOF\n"
+        'ENTRYPOINT ["/bin/echo"]\nCMD ["hi"]\n'
+    )
+    result = ok(daemon, {"Dockerfile": dockerfile}, t=tag)
+    assert "heredoc 65534 /tmp/w\n" in result.stream
     assert run_out(daemon, tag) == "hi\n"
     assert run_out(daemon, tag, "there") == "there\n"
     out = daemon.dockyard("run", "--rm", "--entrypoint", "sh", tag, "-c", "id -u; pwd").stdout

@@ -167,6 +167,7 @@ class Builder:
             step += 1
             self.out(f"Step {step}/{total} : {stage.from_.original}")
             self.out("\n")
+            self.cache_broken = self.options.no_cache  # each FROM probes anew (moby's Reset)
             state = self._from(stage, dockerfile, globals_)
             self.out(f" ---> {state.image_id.removeprefix('sha256:')[:12]}\n")
             commands: list[Instruction] = list(stage.commands)

@@ -10,6 +10,7 @@ history `created_by` is the shell followed by `#(nop) ` and the comment as separ
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Any
 
 from dockyard.build.instructions import (
@@ -28,6 +29,7 @@ from dockyard.build.instructions import (
     Volume,
     Workdir,
 )
+from dockyard.build.parser import parse_heredoc
 from dockyard.errors import InvalidParameter
 from dockyard.gostrconv import go_quote
 
@@ -62,7 +64,12 @@ def command_line(config: dict[str, Any], instr: Any) -> list[str]:
     cmd = list(instr.cmd or ())
     if instr.prepend_shell and cmd:
         script = cmd[0]
-        for f in getattr(instr, "files", ()):
+        files = list(getattr(instr, "files", ()))
+        if len(files) == 1 and parse_heredoc(script.strip()) is not None:
+            # `RUN <<EOF` alone: the heredoc is the script (BuildKit's rule)
+            data = files[0].data
+            return [*shell_of(config), re.sub(r"(?m)^\t+", "", data) if files[0].chomp else data]
+        for f in files:
             script += "\n" + f.data + f.name  # the shell runs the heredoc itself
         return [*shell_of(config), script]
     return cmd

@@ -29,9 +29,9 @@ class Cancelled(DockyardError):
 
 @contextmanager
 def workspace(engine: Engine, parent_chain: str | None, readonly: bool = False) -> Iterator[str]:
-    """A snapshot on `parent_chain` mounted on a temporary directory: yields
-    (key, mount point). The snapshot is removed afterwards unless `keep` is set on it by the
-    caller diffing it first (see Builder)."""
+    """A new snapshot on `parent_chain` (writable, or a read-only view) mounted on a
+    directory of its own (`mount_point`); yields its key. Diff it inside the block: it is
+    unmounted and removed when the block ends, whatever happened."""
     key = TRANSIENT + ("build-view-" if readonly else "build-") + uuid.uuid4().hex
     target = os.path.join(engine.tmp_root, key.replace("/", "-"))
     os.makedirs(target)
