@@ -331,9 +331,13 @@ class _Writer:
         self._emit(bytes(-size % 512))
 
     def close(self) -> None:
-        self._emit(END_OF_ARCHIVE)
+        # `out` is not flushed: its owner does that. The API flushes a buffered response
+        # only once the container's root is unmounted, so a client that stops reading at
+        # the end-of-archive blocks never sees the tar end before the unmount. The trailer
+        # goes in a write of its own, small enough that a buffered `out` keeps it.
         self.flush()
-        self.out.flush()
+        self.out.write(END_OF_ARCHIVE)
+        self.written += len(END_OF_ARCHIVE)
 
 
 def _sorted_entries(fd: int) -> list[tuple[str, os.stat_result]]:
