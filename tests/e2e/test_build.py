@@ -63,13 +63,13 @@ def test_docker_cli_classic_build_and_cached_rebuild(
 
 def test_docker_cli_build_errors(cleanup: Daemon, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo doing; false\n")
-    err = failed(docker_build(cleanup, str(tmp_path)))
+    err = failed(docker_build(cleanup, "--force-rm", str(tmp_path)))
     assert "The command '/bin/sh -c echo doing; false' returned a non-zero code: 1" in err
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUNN x\n")
     err = failed(docker_build(cleanup, str(tmp_path)))
     assert "dockerfile parse error on line 2: unknown instruction: RUNN" in err
-    for c in cleanup.docker("ps", "-aq", "--filter", "status=exited").stdout.split():
-        cleanup.docker("rm", c.decode())
+    listed = cleanup.docker("ps", "-a", "--format", "{{.Command}}").stdout.decode()
+    assert "echo doing; false" not in listed  # --force-rm removed the failed step's container
 
 
 def test_docker_py_images_build(cleanup: Daemon, context: Path, uid: str) -> None:

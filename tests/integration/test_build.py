@@ -451,3 +451,13 @@ def test_client_gone_mid_run_leaves_nothing(daemon: Daemon) -> None:
         time.sleep(0.1)
     assert ours() == []
     assert not transient_snapshots(daemon)
+
+
+def test_scratch_images(daemon: Daemon, tag: str) -> None:
+    empty = build(daemon, context_tar({"Dockerfile": "FROM scratch\n"}))
+    assert empty.error == "No image was generated. Is your Dockerfile empty?"
+    result = ok(daemon, {"Dockerfile": 'FROM scratch\nCOPY f /f\nCMD ["x"]\n', "f": "1"}, t=tag)
+    info = inspect(daemon, tag)
+    assert len(info["RootFS"]["Layers"]) == 1
+    assert info["Config"]["Cmd"] == ["x"] and info["Parent"] != ""
+    assert " ---> \n" in result.stream  # FROM scratch has no image ID, as docker prints it

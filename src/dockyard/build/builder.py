@@ -183,8 +183,8 @@ class Builder:
             self.declared |= state.scope.declared
             self.stages.append(state)
         final = self.stages[-1]
-        if not final.image_id:  # FROM scratch and nothing else: an image with no layers
-            final.image_id = self._commit(final, None, None, comment_only=True)
+        if not final.image_id:  # FROM scratch and nothing else
+            raise BuildError("No image was generated. Is your Dockerfile empty?")
         unused = sorted(k for k in self.build_args if k not in self.declared)
         unused = [k for k in unused if k not in _proxy_names()]
         if unused:
@@ -332,7 +332,6 @@ class Builder:
         created_by: str | None,
         *,
         author: str | None = None,
-        comment_only: bool = False,
     ) -> str:
         """A new image: the stage's current config on the parent's layers, plus the diff of
         snapshot `layer_key` when it has changes. The stage moves on to it."""
@@ -362,7 +361,7 @@ class Builder:
                 "architecture": st.doc.get("architecture") or "amd64",
                 "config": go_config(config),
                 "created": now,
-                "history": [*(st.doc.get("history") or []), *([] if comment_only else [entry])],
+                "history": [*(st.doc.get("history") or []), entry],
                 "os": st.doc.get("os") or "linux",
                 "rootfs": {"type": "layers", "diff_ids": [r.diff_id for r in layers]},
             }
@@ -422,10 +421,13 @@ class Builder:
                     f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code
                 )
             self._commit(st, f"container/{cid}", " ".join(save_cmd))
-        except BaseException:
+        except BaseException as e:
             with self._lock:
                 self._run = None
-            if self.options.force_rm or self._cancelled.is_set() or step.container_id is None:
+            # docker keeps the container of a command that failed (for a look inside) unless
+            # forcerm; one that failed any other way (the client left, the commit failed) goes
+            failed_command = isinstance(e, BuildError) and e.code is not None
+            if self.options.force_rm or self._cancelled.is_set() or not failed_command:
                 step.remove()
             raise
         with self._lock:
