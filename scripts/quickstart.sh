@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, offline: start a daemon of our own, make busybox from Debian's busybox-static,
 # import it, list, tag, inspect, save, remove, load it back; run a container, change a file in it,
-# see `ps -s` and `diff`, commit it and run the new image; then stop the daemon and clean up.
+# see `ps -s` and `diff`, commit it and run the new image; build an image from examples/hello,
+# rebuild it from the cache and run it; then stop the daemon and clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$PWD/.venv/bin
@@ -55,6 +56,11 @@ step "$BIN/dockyard" commit -m "motd changed, vi gone" -c 'CMD ["cat", "/etc/mot
 step "$BIN/dockyard" run --rm --network none quickstart/changed:v1
 step "$BIN/dockyard" history quickstart/changed:v1
 step "$BIN/dockyard" rm -f web
+
+echo; echo "# Builds: a Dockerfile and its context become an image; a rebuild comes from the cache"
+step "$BIN/dockyard" build -t quickstart/hello:v1 examples/hello
+step "$BIN/dockyard" build -t quickstart/hello:v1 examples/hello
+step "$BIN/dockyard" run --rm --network none quickstart/hello:v1
 step "$BIN/dockyard" system df
 echo
 echo "quickstart: OK"
