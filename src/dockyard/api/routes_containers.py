@@ -272,7 +272,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     def render(entry: logfiles.Entry) -> bytes:
         text = entry.text
         if opts.timestamps:
-            text = entry.time.encode() + b" " + text
+            text = logfiles.fixed_nano(entry.time).encode() + b" " + text
         return text if tty else frame(1 if entry.stream == "stdout" else 2, text)
 
     try:

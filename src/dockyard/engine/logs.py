@@ -121,3 +121,12 @@ def read_new(path: str, offset: int, opts: LogOptions) -> tuple[Iterator[Entry],
     lines = data[:complete].splitlines()
     found = (e for e in map(parse_line, lines) if e is not None and wanted(e, opts))
     return found, offset + complete
+
+
+def fixed_nano(stamp: str) -> str:
+    """A log entry's RFC3339Nano time as `logs -t` shows it: moby's RFC3339NanoFixed, always
+    nine fraction digits (the log file keeps Go's trimmed form: "…:05.1Z" is "…:05.100000000Z")."""
+    if not stamp.endswith("Z"):
+        return stamp
+    whole, dot, frac = stamp[:-1].partition(".")
+    return f"{whole}.{(frac if dot else '').ljust(9, '0')[:9]}Z"
