@@ -492,7 +492,15 @@ class Builder:
         with workspace(self.engine, top) as key_:
             root = RootFS(mount_point(self.engine, key_))
             owner = parse_chown(instr.chown, root)
-            write_plan(plan, tree, root, owner=owner, chmod=chmod, check=self.check)
+            write_plan(
+                plan,
+                tree,
+                root,
+                owner=owner,
+                chmod=chmod,
+                archive_owner=owner if instr.chown else None,
+                check=self.check,
+            )
             self._commit(st, key_, ic.nop_created_by(st.config, comment))
         self.cache.put(key, st.image_id)
 

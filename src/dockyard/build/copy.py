@@ -393,9 +393,11 @@ def write_plan(
     *,
     owner: tuple[int, int],
     chmod: int | None,
+    archive_owner: tuple[int, int] | None = None,
     check: Callable[[], None] = lambda: None,
 ) -> None:
-    """Carry out a plan in the mounted root."""
+    """Carry out a plan in the mounted root. Archives keep their owners unless
+    `archive_owner` (ADD --chown) is given."""
     dest_is_dir = plan.dest_is_dir or (plan.dest != "/" and root.is_dir(plan.dest))
     for node, writes in plan.items:
         check()
@@ -424,6 +426,6 @@ def write_plan(
         fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
         try:
             with _open_archive(tree, node) as stream:
-                extract_tar(stream, fd, dest_name=plan.dest)
+                extract_tar(stream, fd, dest_name=plan.dest, chown=archive_owner)
         finally:
             os.close(fd)

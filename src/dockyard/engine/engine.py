@@ -11,6 +11,7 @@ from dockyard.content.blobs import BlobStore
 from dockyard.content.db import Database
 from dockyard.errors import Conflict
 from dockyard.image.store import ImageStore
+from dockyard.snapshot.mounts import unmount_under
 from dockyard.snapshot.snapshotter import Snapshotter
 
 from .archives import ArchiveService
@@ -77,6 +78,7 @@ class Engine:
         blobs that no row refers to (written, but the transaction that would name them never
         committed)."""
         self.blobs.clean_ingest()
+        unmount_under(self.tmp_root)  # a build's snapshot mounts (build/run.py workspace)
         shutil.rmtree(self.tmp_root, ignore_errors=True)
         self.snapshots.clean()
         used = {r["blob"] for r in self.db.query("SELECT blob FROM layers")}
