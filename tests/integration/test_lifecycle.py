@@ -181,6 +181,21 @@ def test_rm_of_a_running_container(daemon: Daemon, names: list[str]) -> None:
     assert not any(cid in m for m in mounts())
 
 
+def test_restart_keeps_an_auto_remove_container(daemon: Daemon, names: list[str]) -> None:
+    """moby's HasBeenManuallyRestarted: `restart` stops a --rm container without removing it,
+    and its writable layer (mounted volatile: it goes with the container) mounts again."""
+    cid = run_d(daemon, names, "lc-rm-restart", "--rm", "busybox", "sleep", "100")
+    root = [line for line in Path("/proc/self/mounts").read_text().splitlines() if cid in line]
+    assert len(root) == 1 and "volatile" in root[0], root
+    dy(daemon, "exec", cid, "sh", "-c", "echo kept > /kept")
+    assert out(daemon, "restart", "-t", "0", cid) == f"{cid}\n"
+    assert state(daemon, cid)["Running"]
+    assert out(daemon, "exec", cid, "cat", "/kept") == "kept\n"
+    dy(daemon, "stop", "-t", "0", cid)  # a stop that is not a restart removes it
+    wait_until(lambda: not out(daemon, "ps", "-a", "-q", "--filter", f"id={cid}"), what="removal")
+    assert not any(cid in m for m in mounts())
+
+
 def mounts() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f]

@@ -64,6 +64,8 @@ class ContainerService:
         self._waiters: dict[str, list[tuple[str, Future[dict[str, Any]]]]] = {}
         self._attachers: dict[str, list[tuple[dict[str, Any], Future[Any]]]] = {}
         self._stopping: set[str] = set()
+        # moby's HasBeenManuallyRestarted: a --rm container that `restart` stops is kept
+        self._restarting: set[str] = set()
         self._shutting_down = False
         self.watcher = ExitWatcher(shims, self._on_exit)
 
@@ -168,7 +170,9 @@ class ContainerService:
         rootfs = self.rootfs(cid)
         self._stopping.discard(cid)
         container.doc.pop(MANUALLY_STOPPED, None)
-        self.snapshots.mount(container.snapshot_key, rootfs)
+        # A --rm container's writable layer goes with it: nothing to sync on unmount.
+        volatile = bool(container.host_config.get("AutoRemove"))
+        self.snapshots.mount(container.snapshot_key, rootfs, volatile=volatile)
         try:
             opts = self._options(container)
             etc = write_etc_files(
@@ -375,13 +379,17 @@ class ContainerService:
         return True
 
     def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
-        with contextlib.suppress(NotModified):
-            self.stop(ref, timeout, sig)
         container = self.find(ref)
-        with self.lock(container.id):
-            container = self.store.get(container.id) or container
-            if not container.running:
-                self._start(container)
+        self._restarting.add(container.id)
+        try:
+            with contextlib.suppress(NotModified):
+                self.stop(ref, timeout, sig)
+            with self.lock(container.id):  # the exit was handled under it: no auto-removal
+                container = self.store.get(container.id) or container
+                if not container.running:
+                    self._start(container)
+        finally:
+            self._restarting.discard(container.id)
 
     @staticmethod
     def runtime_name(container: Container) -> str:
@@ -496,7 +504,12 @@ class ContainerService:
         stopped_by_user = container.id in self._stopping
         self._stopping.discard(container.id)
         host = container.host_config
-        if host.get("AutoRemove") and not self._should_restart(container, stopped_by_user):
+        restarting = container.id in self._restarting
+        if (
+            host.get("AutoRemove")
+            and not restarting
+            and not self._should_restart(container, stopped_by_user)
+        ):
             threading.Thread(target=self._auto_remove, args=(container.id,), daemon=True).start()
             return
         if self._should_restart(container, stopped_by_user):

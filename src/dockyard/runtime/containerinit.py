@@ -142,12 +142,13 @@ def run_init(plan: Plan, sock: socket.socket, fifo_fd: int) -> None:
         sock = socket.socket(fileno=sock_fd)
         spec, linux = plan.spec, plan.spec.get("linux") or {}
         proc = spec.get("process") or {}
-        # The caller moves us into the cgroup meanwhile (the first cgroup migration after a
-        # quiet spell waits for an RCU grace period, milliseconds): we only need to be in it
-        # before a new cgroup namespace is rooted there, or before the exec.
-        joined = False
+        # The caller makes our cgroup ("mk"), then moves us into it ("cg") meanwhile: the
+        # first cgroup migration after a quiet spell waits for an RCU grace period (10-15 ms
+        # here), so we mount while it waits. We need its directories for the cgroup binds,
+        # and to be in it before a new cgroup namespace is rooted there, or before the exec.
+        cgroup = _CgroupSync(sock)
         if plan.ns.get("cgroup", "") is None:
-            joined = _expect(sock, b"cg")  # the new cgroup namespace is rooted where we are
+            cgroup.joined()  # the new cgroup namespace is rooted where we are
         namespaces.enter(plan.ns)
         if plan.ns.get("network", "") is None:
             namespaces.loopback_up()
@@ -158,8 +159,8 @@ def run_init(plan: Plan, sock: socket.socket, fifo_fd: int) -> None:
             cgroupns = "cgroup" in plan.ns
             needs_dev = True
             for m in spec.get("mounts") or ():
-                if m.get("type") == "cgroup" and not joined:
-                    joined = _expect(sock, b"cg")  # its binds need the cgroup directories
+                if m.get("type") == "cgroup":
+                    cgroup.made()  # its binds need the cgroup directories
                 mounts.mount_one(
                     plan.rootfs, m, bundle=plan.bundle, cgroup=plan.cgroup, cgroupns=cgroupns
                 )
@@ -168,8 +169,7 @@ def run_init(plan: Plan, sock: socket.socket, fifo_fd: int) -> None:
             if needs_dev:
                 mounts.setup_dev(plan.rootfs, linux.get("devices"))
         if plan.hooks_sync:
-            if not joined:  # messages arrive in order: "cg" comes before "go"
-                joined = _expect(sock, b"cg")
+            cgroup.joined()  # messages arrive in order: "cg" comes before "go"
             _send(sock, {"type": "hooks"})
             if sock.recv(64) != b"go":
                 os._exit(1)
@@ -200,8 +200,7 @@ def run_init(plan: Plan, sock: socket.socket, fifo_fd: int) -> None:
             mounts.readonly_paths(linux.get("readonlyPaths"))
             mounts.mask_paths(linux.get("maskedPaths"))
         syscalls.close_range_cloexec(3 + len(plan.extra_fds))
-        if not joined:
-            _expect(sock, b"cg")
+        cgroup.joined()
         if plan.cpus:
             os.sched_setaffinity(0, plan.cpus)
         if proc:
@@ -228,6 +227,25 @@ def _expect(sock: socket.socket, word: bytes) -> bool:
     if sock.recv(64) != word:
         os._exit(1)  # the caller gave up on us
     return True
+
+
+class _CgroupSync:
+    """The caller's two cgroup messages, "mk" then "cg", each awaited at most once."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.state = 0  # 0: nothing yet, 1: made, 2: joined
+
+    def made(self) -> None:
+        if self.state < 1:
+            _expect(self.sock, b"mk")
+            self.state = 1
+
+    def joined(self) -> None:
+        self.made()
+        if self.state < 2:
+            _expect(self.sock, b"cg")
+            self.state = 2
 
 
 def _is_bind(m: dict[str, Any]) -> bool:

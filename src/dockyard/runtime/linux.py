@@ -223,7 +223,7 @@ def create(
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(child, plan.cpus - {_current_cpu()} or plan.cpus)
         # From here the child sets itself up while we write its state and make its cgroup:
-        # it waits for our "cg" only where it needs the cgroup (see containerinit).
+        # it waits for our "mk" (cgroup made) and "cg" (joined) only where it needs them.
         record = Record(
             id=container_id,
             bundle=bundle,
@@ -247,6 +247,7 @@ def create(
             cg.apply(resources)
         except (OSError, ValueError) as e:
             raise ContainerError(f"cgroup resources: {e}") from e
+        ours.send(b"mk")
         try:
             cg.join(child)
         except OSError as e:

@@ -54,6 +54,9 @@ class OverlayDriver(Driver):
         work = work_dir(base)
         if not os.path.isdir(work):  # prepared for writing into, now mounted after all
             os.makedirs(work, 0o700, exist_ok=True)
+        # A volatile mount leaves work/incompat/volatile behind, and overlay refuses to mount
+        # that work dir again; we only mount what is not mounted, so it is stale here.
+        shutil.rmtree(os.path.join(work, "work", "incompat"), ignore_errors=True)
         return [overlay_mount(parents, fs_dir(base), work)]
 
     def diff(self, base: str, parents: Sequence[str], out: BinaryIO) -> None:
