@@ -20,6 +20,10 @@ TOP = {
     "save": "archives:SAVE",
     "load": "archives:LOAD",
     "import": "archives:IMPORT",
+    "pull": "distribution:PULL",
+    "push": "distribution:PUSH",
+    "login": "distribution:LOGIN",
+    "logout": "distribution:LOGOUT",
     "inspect": "containers:INSPECT_ANY",
     "version": "system:VERSION",
     "info": "system:INFO",
@@ -55,12 +59,15 @@ MANAGEMENT = {
         "load": "archives:LOAD",
         "ls": "images:LIST",
         "prune": "images:PRUNE",
+        "pull": "distribution:PULL",
+        "push": "distribution:PUSH",
         "remove": "images:REMOVE",
         "rm": "images:REMOVE",
         "save": "archives:SAVE",
         "tag": "images:TAG",
     },
     "system": {"df": "system:DF", "info": "system:INFO"},
+    "registry": {"serve": "registry:SERVE", "gc": "registry:GC"},
     "container": {
         "attach": "run:ATTACH",
         "commit": "container_files:COMMIT",
@@ -93,6 +100,7 @@ MANAGEMENT = {
 DESCRIPTIONS = {
     "container": "Manage containers",
     "image": "Manage images",
+    "registry": "Run an OCI registry server",
     "system": "Manage Dockyard",
 }
 GLOBAL_FLAGS = [
