@@ -38,6 +38,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"]
     )
+    parser.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        help="Enable insecure registry communication (plain HTTP)",
+    )
+    parser.add_argument(
+        "--registry-mirror", action="append", default=[], help="Preferred Docker registry mirror"
+    )
     parser.add_argument("-v", "--version", action="store_true", help="Print version and quit")
     return parser.parse_args(argv)
 
@@ -54,6 +63,8 @@ def _socket_answers(path: str) -> bool:
 
 async def serve(args: argparse.Namespace) -> None:
     engine = Engine(args.data_root, args.storage_driver, args.exec_root)
+    engine.registry_options.insecure.update(args.insecure_registry)
+    engine.registry_options.mirrors.extend(args.registry_mirror)
     hosts = args.host or [f"unix://{os.path.join(args.exec_root, 'dockyard.sock')}"]
     runner = web.AppRunner(
         make_app(engine), access_log=None, handle_signals=False, handler_cancellation=True

@@ -68,7 +68,9 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     query = request.query
     if query.get("fromImage"):
-        raise InvalidParameter("pulling images from a registry is not supported by this daemon yet")
+        from .routes_distribution import pull_image
+
+        return await pull_image(request)
     source = query.get("fromSrc", "")
     if source != "-":
         raise InvalidParameter("importing from a URL is not supported: send the tar as the body")

@@ -113,7 +113,14 @@ class Router:
 
 
 def make_app(engine: Engine) -> web.Application:
-    from . import routes_build, routes_containers, routes_exec, routes_images, routes_system
+    from . import (
+        routes_build,
+        routes_containers,
+        routes_distribution,
+        routes_exec,
+        routes_images,
+        routes_system,
+    )
     from .routes_container_files import register as register_container_files
 
     app = web.Application(middlewares=[api_middleware], client_max_size=64 << 20)
@@ -125,4 +132,5 @@ def make_app(engine: Engine) -> web.Application:
     routes_exec.register(router)
     register_container_files(router)
     routes_build.register(router)
+    routes_distribution.register(router)
     return app

@@ -20,6 +20,8 @@ from .containers import ContainerService
 from .execs import ExecService
 from .images import ImageService
 from .layers import LayerStore
+from .pull import BlobSources, Options, PullService
+from .push import PushService
 from .shims import ShimManager
 
 
@@ -50,6 +52,10 @@ class Engine:
         self.images = ImageService(self.image_store, self.blobs, self.layers)
         self.tmp_root = os.path.join(self.data_root, "tmp")
         self.archives = ArchiveService(self.images, self.tmp_root)
+        self.registry_options = Options()  # dockyardd --insecure-registry, --registry-mirror
+        blob_sources = BlobSources(self.images)
+        self.pulls = PullService(self.images, self.registry_options, blob_sources)
+        self.pushes = PushService(self.images, self.registry_options, blob_sources)
         self.shims = ShimManager(self.exec_root)
         self.container_store = ContainerStore(self.db)
         self.containers = ContainerService(

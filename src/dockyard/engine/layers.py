@@ -86,6 +86,16 @@ class _Tee(io.RawIOBase):
         return n
 
 
+class _Discard(io.RawIOBase):
+    """Where the plain bytes go when the blob is stored already: only their hash is kept."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        return memoryview(data).nbytes
+
+
 class LayerStore:
     """Layers and their files. `lock` orders the two things that race: storing a layer (or
     reusing a stored one) and removing layers no image uses. A layer an operation has stored or
@@ -135,14 +145,17 @@ class LayerStore:
         expected_diff_id: str | None,
         index: int,
         escaping_symlinks: bool = False,
+        stored_blob: tuple[str, str] | None = None,
     ) -> tuple[LayerRecord, bool]:
-        """Store one layer and lease it; True when it was not stored before."""
+        """Store one layer and lease it; True when it was not stored before. `stored_blob`:
+        (digest, media type) of a blob already in the content store (a pull's, committed
+        before `stream` ends) whose bytes `stream` is: it becomes the layer's blob as it is."""
         key = TRANSIENT + uuid.uuid4().hex
         root = self.snapshots.prepare_dir(key, parent)
-        blob: Ingest = self.blobs.writer()
+        blob: Ingest | None = None if stored_blob else self.blobs.writer()
         try:
             with (
-                compression.compressing_writer(blob) as gz,
+                compression.compressing_writer(blob) if blob else _Discard() as gz,
                 compression.open_decompressed(stream) as plain,
             ):
                 writer = _BlobWriter(gz)
@@ -164,18 +177,24 @@ class LayerStore:
                     f'invalid diffID for layer {index}: expected "{expected_diff_id}", '
                     f'got "{diff_id}"'
                 )
-            blob.sync()  # the slow part of publishing, outside the lock
+            if blob:
+                blob.sync()  # the slow part of publishing, outside the lock
             chain_id = diff_id if parent is None else sha256_digest(f"{parent} {diff_id}".encode())
             size = int(self.snapshots.usage(key))
             with self.lock:
-                blob_digest = blob.commit()
+                if blob:
+                    blob_digest, blob_size, media_type = blob.commit(), blob.size, DOCKER_LAYER_GZIP
+                else:
+                    assert stored_blob is not None
+                    blob_digest, media_type = stored_blob
+                    blob_size = self.blobs.size(blob_digest)
                 record = LayerRecord(
                     chain_id=chain_id,
                     diff_id=diff_id,
                     parent=parent,
                     blob=blob_digest,
-                    blob_size=blob.size,
-                    media_type=DOCKER_LAYER_GZIP,
+                    blob_size=blob_size,
+                    media_type=media_type,
                     tar_size=writer.size,
                     size=size,
                 )
@@ -184,7 +203,8 @@ class LayerStore:
                     new = ImageStore.add_layer(tx, record)
                 self._lease(chain_id)
         except BaseException:
-            blob.abort()
+            if blob:
+                blob.abort()
             self.snapshots.remove(key)
             raise
         return (self.images.layer(chain_id) or record), new
@@ -248,12 +268,14 @@ class LayerSession:
         expected_diff_id: str | None = None,
         index: int = 0,
         escaping_symlinks: bool = False,
+        stored_blob: tuple[str, str] | None = None,
     ) -> LayerRecord:
         """Store one layer (plain, gzip or zstd tar) on top of chain `parent`; `index` is its
         position in the image, for the error when its content is not `expected_diff_id`.
-        `escaping_symlinks`: see apply_layer (for a container's own changes)."""
+        `escaping_symlinks`: see apply_layer (for a container's own changes); `stored_blob`:
+        see LayerStore._ingest (a pulled blob kept as it came)."""
         record, new = self._store._ingest(
-            stream, parent, expected_diff_id, index, escaping_symlinks
+            stream, parent, expected_diff_id, index, escaping_symlinks, stored_blob
         )
         self._leased.append(record.chain_id)
         if new:
