@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dockyard import reference
@@ -30,6 +30,7 @@ from dockyard.image.changes import apply_changes
 from dockyard.image.model import canonical_json, rfc3339_nano
 from dockyard.image.store import LayerRecord
 from dockyard.image.tarstream import DIR, END_OF_ARCHIVE, REG, TarHeader, TarReader, encode_header
+from dockyard.snapshot.changes import Change
 
 from .container_files import INIT_PATHS, is_init_path, without_init_paths
 from .container_store import Container
@@ -142,10 +143,20 @@ def merge(user: dict[str, Any], image: dict[str, Any]) -> None:
         user["StopSignal"] = image.get("StopSignal") or ""
 
 
-def filter_tar(source: BinaryIO, out: BinaryIO, drop: Callable[[str], bool]) -> None:
+def filter_tar(
+    source: BinaryIO,
+    out: BinaryIO,
+    drop: Callable[[str], bool],
+    hold: Callable[[str], bool] | None = None,
+) -> None:
     """Copy the tar `source` to `out` without the entries whose absolute path `drop` names,
-    nor directories that were in it only as their parents (held until something else in
-    them comes)."""
+    nor the directories `hold` names (by default: those above a dropped init path) unless
+    something else in them comes."""
+    if hold is None:
+
+        def hold(path: str) -> bool:
+            return any(drop(p) for p in INIT_PATHS if p.startswith(path + "/"))
+
     reader = TarReader(source, CHUNK)
     held: list[TarHeader] = []
     while (h := reader.next()) is not None:
@@ -153,7 +164,7 @@ def filter_tar(source: BinaryIO, out: BinaryIO, drop: Callable[[str], bool]) -> 
         held = [d for d in held if path.startswith("/" + d.name.strip("/") + "/")]
         if drop(path):
             continue
-        if h.type == DIR and any(drop(p) for p in INIT_PATHS if p.startswith(path + "/")):
+        if h.type == DIR and hold(path):
             held.append(h)
             continue
         for parent in held:
@@ -168,10 +179,10 @@ def filter_tar(source: BinaryIO, out: BinaryIO, drop: Callable[[str], bool]) -> 
 
 
 class _Differ:
-    """The snapshot's diff written into a pipe by a thread of its own (without the init
-    layer's paths when `filtered`); `stream` reads it."""
+    """The snapshot's diff written into a pipe by a thread of its own (through `filter_tar`
+    with the `filtered` (drop, hold) pair when given); `stream` reads it."""
 
-    def __init__(self, engine: Engine, key: str, filtered: bool) -> None:
+    def __init__(self, engine: Engine, key: str, filtered: _Filter | None) -> None:
         read_fd, write_fd = os.pipe()
         self.stream = open(read_fd, "rb", buffering=CHUNK)  # noqa: SIM115 - closed in close()
         self._out = open(write_fd, "wb", buffering=CHUNK)  # noqa: SIM115 - closed by the thread
@@ -181,11 +192,11 @@ class _Differ:
         )
         self._thread.start()
 
-    def _run(self, engine: Engine, key: str, filtered: bool) -> None:
+    def _run(self, engine: Engine, key: str, filtered: _Filter | None) -> None:
         try:
             with self._out:
-                if filtered:
-                    _diff_filtered(engine, key, self._out)
+                if filtered is not None:
+                    _diff_filtered(engine, key, self._out, filtered)
                 else:
                     engine.snapshots.diff(key, self._out)
         except BaseException as e:  # reported by close(); the reader sees a short tar
@@ -197,7 +208,7 @@ class _Differ:
         self._thread.join()
 
 
-def _diff_filtered(engine: Engine, key: str, out: BinaryIO) -> None:
+def _diff_filtered(engine: Engine, key: str, out: BinaryIO, filtered: _Filter) -> None:
     read_fd, write_fd = os.pipe()
     failed: list[BaseException] = []
 
@@ -212,22 +223,64 @@ def _diff_filtered(engine: Engine, key: str, out: BinaryIO) -> None:
     thread.start()
     try:
         with open(read_fd, "rb", buffering=CHUNK) as source:
-            filter_tar(source, out, is_init_path)
+            filter_tar(source, out, *filtered)
     finally:
         thread.join()
     if failed:
         raise failed[0]
 
 
+_Filter = tuple[Callable[[str], bool], Callable[[str], bool] | None]
+
+
+def mount_stubs(changes: list[Change], stubs: Collection[str]) -> tuple[set[str], set[str]]:
+    """Of the places `stubs` (mount targets and the directories above them), those a runtime
+    made as mount points: added, with nothing else added under them (BuildKit's
+    MountStubsCleaner removes them after a step). Returns them and the directories above them
+    that are in the diff only as their parents (listed as changed for the stubs below them;
+    like `without_init_paths`, a change of such a directory's own mode or owner is not told
+    apart from that)."""
+    added = {c.path for c in changes if c.kind == "A" and c.path in stubs}
+    if not added:
+        return set(), set()
+    others = [c.path for c in changes if c.path not in added and not is_init_path(c.path)]
+    made = {s for s in added if not any(p.startswith(s + "/") for p in others)}
+    parents: set[str] = set()
+    for path in made:
+        parent = path.rsplit("/", 1)[0]
+        while parent and not any(p.startswith(parent + "/") for p in others):
+            parents.add(parent)
+            parent = parent.rsplit("/", 1)[0]
+    return made, parents - made
+
+
 def diff_layer(
-    engine: Engine, session: LayerSession, key: str, parent_chain: str | None
+    engine: Engine,
+    session: LayerSession,
+    key: str,
+    parent_chain: str | None,
+    stubs: Collection[str] = (),
 ) -> LayerRecord | None:
-    """Active snapshot `key`'s changes (without the container init paths) stored as a new
-    layer on `parent_chain` in `session`; None when nothing changed."""
+    """Active snapshot `key`'s changes (without the container init paths, nor the mount points
+    `mount_stubs` finds among `stubs`) stored as a new layer on `parent_chain` in `session`;
+    None when nothing changed."""
     raw_changes = engine.snapshots.changes(key)
-    if not without_init_paths(raw_changes):
+    made, parents = mount_stubs(raw_changes, stubs)
+    kept = [c for c in without_init_paths(raw_changes) if c.path not in made | parents]
+    if not kept:
         return None
-    filtered = any(is_init_path(change.path) for change in raw_changes)
+    filtered: _Filter | None = None
+    if made:
+
+        def drop(path: str) -> bool:
+            return is_init_path(path) or path in made
+
+        def hold(path: str) -> bool:
+            return path in parents or any(p.startswith(path + "/") for p in INIT_PATHS)
+
+        filtered = (drop, hold)
+    elif any(is_init_path(change.path) for change in raw_changes):
+        filtered = (is_init_path, None)
     differ = _Differ(engine, key, filtered)
     try:
         record = session.ingest(differ.stream, parent_chain, escaping_symlinks=True)
