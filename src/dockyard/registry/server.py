@@ -110,6 +110,12 @@ class Registry:
 
     async def token(self, request: web.Request) -> web.Response:
         """The token issuer: basic auth against the htpasswd file, then a signed token."""
+        try:
+            return await self._token(request)
+        except RegistryError as exc:
+            return _error_response(request, exc)
+
+    async def _token(self, request: web.Request) -> web.Response:
         if self.tokens is None:
             raise web.HTTPNotFound()
         if request.method == "POST":
@@ -146,9 +152,7 @@ class Registry:
         try:
             return await self._dispatch(request)
         except RegistryError as exc:
-            headers = {"Content-Type": "application/json", **exc.headers}
-            body = b"" if request.method == "HEAD" else exc.body()
-            return web.Response(status=exc.status, body=body, headers=headers)
+            return _error_response(request, exc)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         tail = request.match_info.get("tail", "")
@@ -401,6 +405,13 @@ class Registry:
                     log.info("gc: %s", stats)
             except OSError:
                 log.exception("registry maintenance failed")
+
+
+def _error_response(request: web.Request, exc: RegistryError) -> web.Response:
+    headers = {"Content-Type": "application/json", **exc.headers}
+    headers.pop("Content-Length", None)  # set from the error body
+    body = b"" if request.method == "HEAD" else exc.body()
+    return web.Response(status=exc.status, body=body, headers=headers)
 
 
 def _route(tail: str) -> tuple[str, re.Match[str]] | None:
