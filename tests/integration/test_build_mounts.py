@@ -100,6 +100,16 @@ def test_cache_mount_options(daemon: Daemon, tag: str) -> None:
     )
     ok(daemon, {"Dockerfile": dockerfile}, t=tag)
     assert run_out(daemon, tag, "cat", "/mode", "/from", "/ro") == "700 123 45\nseeded\nl\n"
+    # a link a step left in a cache does not lead a later `source=` out of it
+    plant = f"FROM busybox\nRUN --mount=type=cache,id={cid}-e,target=/c ln -s / /c/esc\n"
+    ok(daemon, {"Dockerfile": plant})
+    follow = (
+        "FROM busybox\n"
+        f"RUN --mount=type=cache,id={cid}-e,target=/m,source=esc ls /m > /a\n"
+        f"RUN --mount=type=cache,id={cid}-e,target=/m,source=../../.. ls /m > /b\n"
+    )
+    ok(daemon, {"Dockerfile": follow}, t=f"{tag}:follow")
+    assert run_out(daemon, f"{tag}:follow", "cat", "/a", "/b") == "esc\nesc\n"
 
 
 def test_bind_mounts_of_the_context(daemon: Daemon, tag: str) -> None:

@@ -1,7 +1,10 @@
-"""Builds: the Dockerfile parser and expansion (pure), `.dockerignore`, later the builder.
+"""Builds: the Dockerfile parser and expansion (pure), `.dockerignore`, the builder.
 
 The parser's public surface is re-exported here; see dockerfile.py (stages), instructions.py
-(the typed instructions), expand.py (variables and ARG/ENV scoping), dockerignore.py.
+(the typed instructions), expand.py (variables and ARG/ENV scoping), dockerignore.py. The
+builder is builder.py (the build: stages in parallel, stages.py; output; tags), steps.py (one
+instruction), run.py and runmounts.py (RUN's container and its --mounts), copy.py, context.py,
+cache.py.
 """
 
 from __future__ import annotations

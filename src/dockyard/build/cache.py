@@ -10,6 +10,9 @@
   type, permission bits, link target and bytes. Owners are set by the instruction (root, or
   its --chown, which is in the instruction) so the sources' owners are not part of it, nor are
   mtimes. COPY --from an image or stage is keyed by that image's ID, which covers its content.
+- for RUN with `--mount`s: the specs are in the instruction; what a bind (or a cache's
+  `from=`) reads is the third part (runmounts.input_digest: a context source's content, a
+  stage's or image's ID). What a cache mount holds is not part of the key, as in BuildKit.
 
 The store is a table of key → image ID; a key whose image was removed is a miss.
 """

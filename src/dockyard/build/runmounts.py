@@ -151,16 +151,19 @@ def _write_file(context: BuildContext, e: object, path: str) -> None:
     os.utime(path, ns=(e.mtime_ns, e.mtime_ns))  # type: ignore[attr-defined]
 
 
-def _inside(root: str, source: str) -> str:
-    """`source` of a mounted root, its symlinks resolved inside that root."""
-
+def _reader(root: str) -> Callable[[str], str | None]:
     def readlink(rel: str) -> str | None:
         try:
             return os.readlink(os.path.join(root, rel))
         except OSError:
             return None
 
-    rel = resolve_in_root(source, readlink)
+    return readlink
+
+
+def _inside(root: str, source: str) -> str:
+    """`source` of a mounted root, its symlinks resolved inside that root."""
+    rel = resolve_in_root(source, _reader(root))
     path = os.path.join(root, rel) if rel else root
     if not os.path.lexists(path):
         raise MountError(f'failed to compute cache key: "/{source.strip("/")}": not found')
@@ -290,11 +293,14 @@ class RunMounts:
         base = os.path.join(top, hashlib.sha256(cache_id(m).encode()).hexdigest())
         path = CACHE_DIRS.acquire(base, m.sharing or "shared", self.check)
         self._stack.callback(CACHE_DIRS.release, path)
-        sub = posixpath.normpath("/" + m.source).lstrip("/") if not m.from_ else ""
-        mounted = os.path.join(path, sub) if sub else path
-        if not os.path.isdir(mounted):
-            self._make_cache(m, mounted)
-        return mounted
+        if not os.path.isdir(path):
+            self._make_cache(m, path)
+        if m.source and not m.from_:  # a directory in the cache; its links stay inside it
+            mounted = os.path.join(path, resolve_in_root(m.source, _reader(path)))
+            if not os.path.isdir(mounted):
+                self._make_cache(m, mounted)
+            return mounted
+        return path
 
     def _make_cache(self, m: Mount, path: str) -> None:
         """A new cache directory, complete before it gets its name."""
