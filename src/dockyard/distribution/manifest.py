@@ -215,12 +215,14 @@ def choose(index: Index, want: Platform) -> Descriptor:
     loose = [m for m in candidates if m.platform and matches(want, m.platform)]
     found = exact or loose
     if not found and want.variant:  # arm/v7 runs arm/v6 images, as containerd's matcher allows
+        target = normalize(want)
         found = [
             m
             for m in candidates
             if m.platform
-            and matches(Platform(want.os, want.architecture), m.platform)
-            and normalize(m.platform).variant < normalize(want).variant
+            and (have := normalize(m.platform)).os == target.os
+            and have.architecture == target.architecture
+            and have.variant < target.variant
         ]
     if not found:
         raise ManifestError(f"no matching manifest for {want} in the manifest list entries")
