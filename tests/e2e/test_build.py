@@ -88,3 +88,29 @@ def test_docker_py_images_build(cleanup: Daemon, context: Path, uid: str) -> Non
         assert "returned a non-zero code: 7" in str(caught.value)
     finally:
         client.close()
+
+
+def test_docker_cli_classic_build_with_run_mounts_and_parallel_stages(
+    cleanup: Daemon, tmp_path: Path, uid: str
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("bound\n")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox AS one\nRUN echo one > /one\n"
+        "FROM busybox AS two\nRUN echo two > /two\n"
+        "FROM busybox AS unused\nRUN echo never-built\n"
+        "FROM busybox\n"
+        "RUN --mount=type=bind,source=src,target=/src "
+        f"--mount=type=cache,target=/cache,id=e2e-{uid} "
+        "cat /src/a.txt > /out && cp /out /cache/seen\n"
+        "RUN --mount=type=bind,from=one,source=/one,target=/o cat /o >> /out\n"
+        "COPY --from=two /two /two\n"
+        'CMD ["cat", "/out", "/two"]\n'
+    )
+    tag = f"e2e-mounts-{uid}"
+    result = docker_build(cleanup, "-t", tag, str(tmp_path))
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "never-built" not in out
+    assert "Step 1/9 : FROM busybox AS one" in out and "Step 9/9 : CMD" in out
+    assert cleanup.docker("run", "--rm", tag).stdout.decode() == "bound\none\ntwo\n"
