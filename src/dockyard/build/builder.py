@@ -206,7 +206,12 @@ class Builder(StepRunner):
         return image_id
 
     def _stage(
-        self, index: int, commands: list[Instruction], step: int, total: int, globals_: Any
+        self,
+        index: int,
+        commands: list[Instruction],
+        step: int,
+        total: int,
+        globals_: dict[str, str],
     ) -> None:
         """Build stage `index`, numbering its steps from `step`; failures go to _results."""
         assert self._results is not None and self.dockerfile is not None
@@ -236,7 +241,7 @@ class Builder(StepRunner):
         self._results.finished(index, error)
 
     def _parallel(
-        self, plan: list[tuple[int, list[Instruction], int]], total: int, globals_: Any
+        self, plan: list[tuple[int, list[Instruction], int]], total: int, globals_: dict[str, str]
     ) -> None:
         """The stages at once, a thread each; their output in stage order (StageOutput)."""
         self._output = StageOutput([i for i, _, _ in plan], self._sink)
