@@ -37,13 +37,20 @@ class DockerRegistry:
     """`docker-registry serve` with storage in a temp dir; clients use `address` (a proxy that
     counts the bytes they send). Stopped by PID."""
 
-    def __init__(self) -> None:
+    def __init__(self, htpasswd: tuple[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="test-registry-"))
         self.port = free_port()
+        auth = ""
+        if htpasswd is not None:
+            import bcrypt
+
+            hashed = bcrypt.hashpw(htpasswd[1].encode(), bcrypt.gensalt(rounds=5)).decode()
+            (self.dir / "htpasswd").write_text(f"{htpasswd[0]}:{hashed}\n")
+            auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {self.dir / 'htpasswd'}\n"
         (self.dir / "config.yml").write_text(
             "version: 0.1\nlog:\n  level: info\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
-            f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{self.port}\n"
+            f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{self.port}\n{auth}"
         )
         self._log = open(self.dir / "log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
