@@ -377,6 +377,15 @@ def test_bearer_tokens(tmp_path: Path) -> None:
             "POST", "/v2/team/app/blobs/uploads/", headers={"Authorization": f"Bearer {pull}"}
         )
         assert denied.status == 401
+        # A mount from a repository the token does not cover asks for both scopes.
+        mount = srv.request(
+            "POST", f"/v2/team/app/blobs/uploads/?mount={digest}&from=team/src", headers=auth
+        )
+        assert mount.status == 401
+        assert (
+            'scope="repository:team/app:pull,push repository:team/src:pull"'
+            in (mount.headers["WWW-Authenticate"])
+        )
         forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
         assert (
             srv.request("GET", "/v2/", headers={"Authorization": f"Bearer {forged}"}).status == 401

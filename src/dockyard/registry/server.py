@@ -220,6 +220,22 @@ class Registry:
         if upload:
             raise RegistryError("UNSUPPORTED", "POST to an upload")
         mount, source = request.query.get("mount"), request.query.get("from")
+        # A mount reads the source repository: with tokens, its pull scope joins the challenge,
+        # so the client asks for a token that covers both repositories (as distribution does).
+        if (
+            mount
+            and source
+            and valid_name(source)
+            and self.tokens is not None
+            and not self.may(request, source, _PULL)
+        ):
+            scope = f"repository:{name}:pull,push repository:{source}:pull"
+            raise RegistryError(
+                "UNAUTHORIZED",
+                [{"Type": "repository", "Name": source, "Action": "pull"}],
+                message="insufficient scope",
+                headers={"WWW-Authenticate": self.tokens.challenge(scope, "insufficient_scope")},
+            )
         if (
             mount is not None
             and source
