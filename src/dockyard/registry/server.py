@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import ssl
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
@@ -494,7 +495,7 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     ready: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve until cancelled; `ready(port)` is called once listening (port 0 picks one)."""
+    """Serve until cancelled or SIGTERM; `ready(port)` is called once listening (port 0 picks one)."""
     runner = web.AppRunner(registry.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
@@ -502,9 +503,12 @@ async def serve(
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
+    stop = asyncio.Event()
+    with contextlib.suppress(RuntimeError, NotImplementedError):  # main thread only
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     if ready is not None:
         ready(bound)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
