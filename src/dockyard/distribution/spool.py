@@ -14,6 +14,8 @@ import threading
 
 from dockyard.content.blobs import BlobStore, Ingest
 
+SYNC_EVERY = 16 << 20
+
 
 class Spool:
     def __init__(self, blobs: BlobStore, digest: str, size: int) -> None:
@@ -24,6 +26,12 @@ class Spool:
         self.written = 0
         self.done = False
         self.error: BaseException | None = None
+        # Write-back starts while the download runs (fdatasync on a helper thread every
+        # SYNC_EVERY bytes), so the fsync that publishing needs has little left to do.
+        self._synced = 0
+        self._sync_wanted = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self._closing = False
 
     @property
     def path(self) -> str:
@@ -35,9 +43,37 @@ class Spool:
         with self._cond:
             self.written += len(data)
             self._cond.notify_all()
+        if self.written - self._synced >= SYNC_EVERY:
+            self._synced = self.written
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_loop, daemon=True)
+                self._syncer.start()
+            self._sync_wanted.set()
+
+    def _sync_loop(self) -> None:
+        fd = os.dup(self._ingest._file.fileno())
+        try:
+            while True:
+                self._sync_wanted.wait()
+                self._sync_wanted.clear()
+                if self._closing:
+                    return
+                os.fdatasync(fd)
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+
+    def _stop_syncer(self) -> None:
+        if self._syncer is not None:
+            self._closing = True
+            self._sync_wanted.set()
+            self._syncer.join()
+            self._syncer = None
 
     def finish(self) -> None:
         """Verify, fsync and publish (raises DigestMismatch); then the follower sees the end."""
+        self._stop_syncer()
         try:
             if self.written != self.size:
                 raise ValueError(f"blob {self.digest}: {self.written} of {self.size} bytes")
@@ -50,6 +86,7 @@ class Spool:
             self._cond.notify_all()
 
     def fail(self, exc: BaseException) -> None:
+        self._stop_syncer()
         self._ingest.abort()
         with self._cond:
             if self.error is None:
