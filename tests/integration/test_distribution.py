@@ -195,3 +195,49 @@ def test_unknown_tag_and_unreachable_registry(fresh_daemon: Daemon, fake: FakeRe
     assert result.returncode == 1
     assert b"127.0.0.1:1" in result.stderr and b"connection refused" in result.stderr
     assert image_ids(d) == []
+
+
+def test_chunked_and_monolithic_uploads(registry: DockerRegistry) -> None:
+    """The client's two upload paths against docker-registry: Content-Range PATCH chunks (for
+    a large blob when Options.upload_chunk is set) and one PUT (a small blob)."""
+    import asyncio
+    import hashlib
+
+    import aiohttp
+
+    from dockyard.distribution.auth import AuthConfig
+    from dockyard.distribution.client import Options, Registry
+
+    big = os.urandom((1 << 20) * 3 + 123)
+    small = b"small blob"
+
+    async def go() -> list[bytes]:
+        async with aiohttp.ClientSession() as session:
+            client = Registry(
+                session, registry.address, AuthConfig(), Options(upload_chunk=1 << 20), push=True
+            )
+            import dockyard.distribution.client as client_module
+
+            old = client_module.MONOLITHIC_MAX
+            client_module.MONOLITHIC_MAX = 1 << 20
+            try:
+                got = []
+                for data in (big, small):
+                    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+                    assert not await client.blob_exists("up/load", digest)
+                    location = await client.start_upload("up/load", digest)
+                    assert location is not None
+
+                    async def chunks(start: int, end: int, data: bytes = data):
+                        yield data[start:end]
+
+                    await client.upload("up/load", location, digest, len(data), chunks)
+                    assert await client.blob_exists("up/load", digest)
+                    parts: list[bytes] = []
+                    await client.fetch_blob("up/load", digest, len(data), parts.append)
+                    got.append(b"".join(parts))
+                return got
+            finally:
+                client_module.MONOLITHIC_MAX = old
+
+    assert asyncio.run(go()) == [big, small]
