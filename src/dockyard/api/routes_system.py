@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 
 from dockyard import __version__
-from dockyard.engine import container_prune
+from dockyard.engine import container_prune, volume_service
 
 from .server import API_VERSION, MIN_API_VERSION, Router, _set_headers, engine_of, json_response
 from .streams import run_sync
@@ -167,12 +167,13 @@ async def system_df(request: web.Request) -> web.Response:
     engine = engine_of(request)
     usage = await run_sync(engine.images.disk_usage)
     containers = await run_sync(container_prune.disk_usage, engine, usage["Images"])
+    volumes = await run_sync(volume_service.disk_usage, engine)
     return json_response(
         {
             "LayersSize": usage["LayersSize"],
             "Images": usage["Images"],
             "Containers": containers,
-            "Volumes": [],
+            "Volumes": volumes,
             "BuildCache": [],
         }
     )

@@ -120,6 +120,7 @@ def make_app(engine: Engine) -> web.Application:
         routes_exec,
         routes_images,
         routes_system,
+        routes_volumes,
     )
     from .routes_container_files import register as register_container_files
 
@@ -133,4 +134,5 @@ def make_app(engine: Engine) -> web.Application:
     register_container_files(router)
     routes_build.register(router)
     routes_distribution.register(router)
+    routes_volumes.register(router)
     return app

@@ -109,7 +109,7 @@ class RunStep:
     def remove(self) -> None:
         if self.container_id is not None:
             try:
-                self.engine.containers.remove(self.container_id, force=True)
+                self.engine.containers.remove(self.container_id, force=True, volumes=True)
             except NotFound:
                 pass
             except Exception:

@@ -111,6 +111,7 @@ def write_bundle(
     opts: RunOptions,
     etc_files: dict[str, str],
     cgroups_path: str,
+    volume_sources: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write config.json for the container; returns the spec."""
     passwd = read_in_root(rootfs, "/etc/passwd")
@@ -131,6 +132,7 @@ def write_bundle(
         hosts=etc_files["hosts"],
         hostname_file=etc_files["hostname"],
         available_caps=_own_capabilities(),
+        volume_sources=volume_sources,
     )
     spec = specs.clamp_rlimits(spec, _hard_limits())
     path = os.path.join(directory, "config.json")

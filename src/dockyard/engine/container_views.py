@@ -11,6 +11,7 @@ from dockyard.errors import InvalidParameter, NotFound
 from dockyard.image.model import parse_rfc3339
 from dockyard.units import human_duration
 
+from . import container_volumes
 from .container_store import ZERO_TIME, Container
 from .filters import Filters
 
@@ -123,6 +124,8 @@ def container_inspect(engine: Engine, ref: str, size: bool = False) -> dict[str,
     doc["GraphDriver"] = {"Data": data, "Name": engine.snapshots.driver}
     doc["NetworkSettings"] = _network_settings()
     doc["ExecIDs"] = engine.execs.ids_of(container)
+    points = doc.pop("MountPoints", None) or []
+    doc["Mounts"] = container_volumes.shown(engine.containers.volumes, points)
     if size:
         doc["SizeRw"], doc["SizeRootFs"] = sizes(engine, container)
     ordered = {k: doc[k] for k in _INSPECT_ORDER if k in doc}
@@ -165,7 +168,9 @@ def summary(engine: Engine, container: Container, size: bool) -> dict[str, Any]:
         "Status": status_text(container),
         "HostConfig": {"NetworkMode": container.host_config.get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": container_volumes.shown(
+            engine.containers.volumes, container.doc.get("MountPoints") or []
+        ),
     }
     if size:
         doc["SizeRw"], doc["SizeRootFs"] = sizes(engine, container)

@@ -26,6 +26,7 @@ from dockyard.runtime import spec as specs
 from dockyard.runtime.options import RunOptions, parse_signal
 from dockyard.snapshot.snapshotter import Snapshotter
 
+from . import container_volumes
 from .bundles import write_bundle, write_etc_files
 from .container_config import host_config, log_config, log_limits, run_options, validate_name
 from .container_store import ZERO_TIME, Container, ContainerStore, new_state
@@ -34,6 +35,7 @@ from .images import ImageService
 from .names import generate_name, new_id
 from .runtimes import DEFAULT_RUNTIME, ShimHandle
 from .shims import ShimError, ShimManager, read_frame
+from .volumes import VolumeStore
 
 log = logging.getLogger("dockyard.containers")
 DEFAULT_STOP_TIMEOUT = 10
@@ -59,6 +61,7 @@ class ContainerService:
         self.shims = shims
         self.root = os.path.join(data_root, "containers")
         os.makedirs(self.root, exist_ok=True)
+        self.volumes = VolumeStore(data_root)
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self._waiters: dict[str, list[tuple[str, Future[dict[str, Any]]]]] = {}
@@ -102,6 +105,8 @@ class ContainerService:
         image_config = self.images.config(image.id).get("config") or {}
         config = specs.merge_config(image_config, opts, container_id=container_id)
         config["Image"] = opts.image
+        if body.get("Volumes"):  # the docker CLI sends `-v /dst` here, not in Binds
+            config["Volumes"] = {**(config.get("Volumes") or {}), **body["Volumes"]}
         config["AttachStdin"] = bool(body.get("AttachStdin"))
         config["AttachStdout"] = bool(body.get("AttachStdout"))
         config["AttachStderr"] = bool(body.get("AttachStderr"))
@@ -109,6 +114,7 @@ class ContainerService:
         if body.get("StopTimeout") is not None:
             config["StopTimeout"] = int(body["StopTimeout"])
         args = specs.command_line(config)
+        points = container_volumes.plan(self.volumes, opts, config)
         directory = self.directory(container_id)
         os.makedirs(directory, mode=0o710)
         os.makedirs(self.rootfs(container_id))
@@ -134,6 +140,7 @@ class ContainerService:
             "ExecIDs": None,
             "HostConfig": host,
             "Mounts": [],
+            "MountPoints": points,
             "Config": config,
         }
         container = Container(container_id, name, image.id, created, doc)
@@ -144,6 +151,7 @@ class ContainerService:
             with contextlib.suppress(Exception):
                 self.snapshots.remove(container.snapshot_key)
             shutil.rmtree(directory, ignore_errors=True)
+            container_volumes.remove_anonymous(self.volumes, points)
             raise
         return {"Id": container_id, "Warnings": []}
 
@@ -158,7 +166,7 @@ class ContainerService:
                 raise Conflict("container is marked for removal and cannot be started")
             try:
                 self._start(container)
-            except DockyardError:
+            except Exception:  # any failure: a --rm client waits for the removal
                 if container.host_config.get("AutoRemove"):  # as moby: --rm even when start fails
                     threading.Thread(
                         target=self._auto_remove, args=(container.id,), daemon=True
@@ -174,6 +182,9 @@ class ContainerService:
         volatile = bool(container.host_config.get("AutoRemove"))
         self.snapshots.mount(container.snapshot_key, rootfs, volatile=volatile)
         try:
+            points = container.doc.get("MountPoints") or []
+            if container_volumes.populate(self.volumes, points, rootfs):
+                self.store.save(container)
             opts = self._options(container)
             etc = write_etc_files(
                 self.directory(cid),
@@ -188,6 +199,7 @@ class ContainerService:
                 opts=opts,
                 etc_files=etc,
                 cgroups_path=f"/dockyard/{cid}",
+                volume_sources=container_volumes.sources(self.volumes, points),
             )
             max_size, max_file = log_limits(log_config(container.host_config))
             spawned = self.shims.spawn(
@@ -560,7 +572,7 @@ class ContainerService:
 
     def _auto_remove(self, container_id: str) -> None:
         with contextlib.suppress(NotFound, Conflict):
-            self.remove(container_id, force=True)
+            self.remove(container_id, force=True, volumes=True)  # as docker: its anonymous ones
 
     # -- remove, rename ------------------------------------------------------------------------
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
@@ -596,6 +608,10 @@ class ContainerService:
             self.shims.forget(container.id)
             shutil.rmtree(self.directory(container.id), ignore_errors=True)
             self.store.delete(container.id)
+            if volumes:
+                container_volumes.remove_anonymous(
+                    self.volumes, container.doc.get("MountPoints") or []
+                )
             self._resolve_attachers(container.id, NotFound(f"No such container: {container.id}"))
             self._notify(container, ("not-running", "next-exit", "removed"))
             self._waiters.pop(container.id, None)

@@ -185,6 +185,36 @@ def _depth(destination: str) -> int:
     return clean_path(destination).count("/")
 
 
+def mount_points(opts: RunOptions, volumes: Iterable[str] = ()) -> dict[str, MountPoint]:
+    """The Config's volumes and the `-v` binds by destination: a bind or named volume at a
+    volume's place replaces it; the same destination twice is an error (moby's order)."""
+    points: dict[str, MountPoint] = {}
+    for destination in sorted(volumes):
+        clean = clean_path(destination)
+        points[clean] = MountPoint("volume", clean)
+    bound: set[str] = set()
+    for raw in opts.binds:
+        mp = parse_bind(raw)
+        if mp.type == "volume" and not mp.name and mp.destination in points:
+            continue  # `-v /dst` is already among the Config's volumes
+        if mp.destination in bound:
+            raise InvalidParameter(f"Duplicate mount point: {mp.destination}")
+        bound.add(mp.destination)
+        points[mp.destination] = mp  # a bind replaces a volume at the same place
+    return points
+
+
+def volume_points(opts: RunOptions, volumes: Iterable[str] = ()) -> list[MountPoint]:
+    """The volumes a container needs (anonymous ones have no name yet); a --tmpfs at the
+    same place wins over a volume (moby setupMounts)."""
+    tmpfs = {clean_path(d) for d in opts.tmpfs}
+    return [
+        mp
+        for mp in mount_points(opts, volumes).values()
+        if mp.type == "volume" and mp.destination not in tmpfs
+    ]
+
+
 def user_mounts(
     opts: RunOptions,
     *,
@@ -203,19 +233,7 @@ def user_mounts(
     choose one: volumes by path, then binds as given. Each entry has destination and either
     source, writable and propagation ("" for a volume) or tmpfs (its option text).
     """
-    points: dict[str, MountPoint] = {}
-    for destination in sorted(volumes):
-        clean = clean_path(destination)
-        points[clean] = MountPoint("volume", clean)
-    bound: set[str] = set()
-    for raw in opts.binds:
-        mp = parse_bind(raw)
-        if mp.type == "volume" and not mp.name and mp.destination in points:
-            continue  # `-v /dst` is already among the Config's volumes
-        if mp.destination in bound:
-            raise InvalidParameter(f"Duplicate mount point: {mp.destination}")
-        bound.add(mp.destination)
-        points[mp.destination] = mp  # a bind replaces a volume at the same place
+    points = mount_points(opts, volumes)
     tmpfs = {clean_path(d): data for d, data in opts.tmpfs.items()}
     binds: list[dict[str, Any]] = []
     overrides: dict[str, MountPoint] = {}
