@@ -11,6 +11,7 @@ export DOCKYARD_HOST="unix://$WORK/exec/dockyard.sock"
 export DOCKYARD_DATA_ROOT="$WORK/data"
 
 cleanup() {
+  if [ -n "${REGISTRY_PID:-}" ]; then kill "$REGISTRY_PID" 2>/dev/null || true; wait "$REGISTRY_PID" 2>/dev/null || true; fi
   if [ -s "$WORK/exec/dockyardd.pid" ]; then
     pid=$(cat "$WORK/exec/dockyardd.pid")
     kill "$pid" 2>/dev/null || true
@@ -61,6 +62,20 @@ echo; echo "# Builds: a Dockerfile and its context become an image; a rebuild co
 step "$BIN/dockyard" build -t quickstart/hello:v1 examples/hello
 step "$BIN/dockyard" build -t quickstart/hello:v1 examples/hello
 step "$BIN/dockyard" run --rm --network none quickstart/hello:v1
+
+echo; echo "# Distribution: our own registry; push and pull move only the layers the other side lacks"
+PORT=$("$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+REGISTRY=127.0.0.1:$PORT
+printf '\n\033[1m$ dockyard registry serve --addr %s --root %s &\033[0m\n' "$REGISTRY" "$WORK/registry"
+"$BIN/dockyard" registry serve --addr "$REGISTRY" --root "$WORK/registry" >"$WORK/registry.log" 2>&1 &
+REGISTRY_PID=$!
+for _ in $(seq 100); do "$BIN/python" -c "import urllib.request; urllib.request.urlopen('http://$REGISTRY/v2/')" 2>/dev/null && break; sleep 0.1; done
+step "$BIN/dockyard" tag quickstart/hello:v1 "$REGISTRY/quickstart/hello:v1"
+step "$BIN/dockyard" push "$REGISTRY/quickstart/hello:v1"
+step "$BIN/dockyard" rmi "$REGISTRY/quickstart/hello:v1" quickstart/hello:v1
+step "$BIN/dockyard" pull "$REGISTRY/quickstart/hello:v1"
+step "$BIN/dockyard" run --rm --network none "$REGISTRY/quickstart/hello:v1"
+step "$BIN/dockyard" push "$REGISTRY/quickstart/hello:v1"
 step "$BIN/dockyard" system df
 echo
 echo "quickstart: OK"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import weakref
 
 from dockyard.content.blobs import BlobStore, Ingest
 
@@ -22,6 +23,10 @@ class Spool:
         self.digest = digest
         self.size = size
         self._ingest: Ingest = blobs.writer(expected=digest)
+        # Readers read through this fd, not the ingest's path: a small blob may be verified
+        # and published (renamed away) before its reader is made.
+        self._read_fd = os.open(self._ingest.path, os.O_RDONLY | os.O_CLOEXEC)
+        weakref.finalize(self, os.close, self._read_fd)
         self._cond = threading.Condition()
         self.written = 0
         self.done = False
@@ -102,7 +107,7 @@ class SpoolReader(io.RawIOBase):
 
     def __init__(self, spool: Spool) -> None:
         self._spool = spool
-        self._fd = os.open(spool.path, os.O_RDONLY)
+        self._fd = os.dup(spool._read_fd)
         self.position = 0
 
     def readable(self) -> bool:
