@@ -24,7 +24,7 @@ import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
-    from typing import Any, BinaryIO
+    from typing import BinaryIO
 
 BLOCK = 512
 _ZERO = bytes(BLOCK)
@@ -201,38 +201,14 @@ def _plain_walk(top: str, rel: str) -> Iterator[str]:
             yield from _plain_walk(top, path)
 
 
-def _dockerignore_module() -> Any:
-    """dockyard.build.dockerignore without running dockyard/build/__init__.py, which imports
-    the whole Dockerfile parser (~140 ms): the module itself needs only os, re and errors."""
-    import sys
-
-    name = "dockyard.build.dockerignore"
-    if name not in sys.modules:
-        import importlib.util
-
-        import dockyard
-
-        path = os.path.join(os.path.dirname(dockyard.__file__), "build", "dockerignore.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
-
-
 def context_paths(root: str, dockerfile: str, *, dockerfile_from_stdin: bool) -> Iterator[str]:
     """Relative paths that go into the context, parents first, in go-archive's order."""
     if not os.path.lexists(os.path.join(root, ".dockerignore")):
         # No patterns: nothing is excluded, so the walk is all there is to it.
         return _plain_walk(root, "")
+    from dockyard.build import dockerignore as module
     from dockyard.errors import InvalidParameter
 
-    module = _dockerignore_module()
     try:
         return iter(
             list(
