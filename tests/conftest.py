@@ -15,6 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the examples a fixed seed picks (.ci/run sets HYPOTHESIS_PROFILE=ci): a red CI then
+# means the change broke something, not that a new random example was drawn. Developers'
+# runs keep drawing new examples. No deadline: the machines are shared and noisy.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

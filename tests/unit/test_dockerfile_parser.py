@@ -206,8 +206,20 @@ def test_json_string_array_is_exec_form(args: list[str]) -> None:
     assert (instr.cmd, instr.prepend_shell) == (tuple(args), False)
 
 
-@given(_arg_text.map(str.strip).filter(lambda s: s and not s.startswith(("[", "#", "\\"))))
+# A leading `--word` is a flag of the instruction (BuildKit's extractBuilderFlags), not text.
+@given(
+    _arg_text.map(str.strip).filter(lambda s: s and not s.startswith(("[", "#", "\\", "--")))
+)
 def test_anything_else_is_shell_form(text: str) -> None:
     instr = only(f"CMD {text}\n")
     assert isinstance(instr, Cmd)
     assert instr.prepend_shell and instr.cmd == (text,)
+
+
+def test_leading_double_dash_words_are_flags():
+    """BuildKit reads leading `--x` words as flags of any instruction; `--` ends them."""
+    with pytest.raises(DockerfileError, match="line 2: unknown flag: --0"):
+        only("CMD --0\n")
+    instr = only("CMD -- echo hi\n")
+    assert isinstance(instr, Cmd) and instr.cmd == ("echo hi",)
+
