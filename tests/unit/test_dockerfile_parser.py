@@ -207,9 +207,7 @@ def test_json_string_array_is_exec_form(args: list[str]) -> None:
 
 
 # A leading `--word` is a flag of the instruction (BuildKit's extractBuilderFlags), not text.
-@given(
-    _arg_text.map(str.strip).filter(lambda s: s and not s.startswith(("[", "#", "\\", "--")))
-)
+@given(_arg_text.map(str.strip).filter(lambda s: s and not s.startswith(("[", "#", "\\", "--"))))
 def test_anything_else_is_shell_form(text: str) -> None:
     instr = only(f"CMD {text}\n")
     assert isinstance(instr, Cmd)
@@ -222,4 +220,3 @@ def test_leading_double_dash_words_are_flags():
         only("CMD --0\n")
     instr = only("CMD -- echo hi\n")
     assert isinstance(instr, Cmd) and instr.cmd == ("echo hi",)
-
