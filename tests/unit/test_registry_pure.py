@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import bcrypt
 import pytest
@@ -150,3 +151,21 @@ def test_htpasswd(tmp_path) -> None:
     assert not users.verify("nobody", "pw")
     assert parse_basic("Basic YW5uOnB3") == ("ann", "pw")
     assert parse_basic("Basic !!!") is None and parse_basic("Bearer x") is None
+
+
+def test_clean_uploads_keeps_a_new_upload_without_data(tmp_path):
+    """Between its directory and its data file an upload is new, not ancient."""
+    from dockyard.registry.storage import Storage
+
+    storage = Storage(str(tmp_path))
+    fresh = storage.new_upload("repo")
+    data = storage.upload_data(fresh)
+    if os.path.exists(data):
+        os.unlink(data)
+    old = storage.new_upload("repo")
+    for path in (storage.upload_data(old), os.path.dirname(storage.upload_data(old))):
+        if os.path.exists(path):
+            os.utime(path, (1, 1))
+    assert storage.clean_uploads(60) == 1
+    assert os.path.isdir(os.path.dirname(data))
+    assert not os.path.exists(os.path.dirname(storage.upload_data(old)))

@@ -192,9 +192,13 @@ class Storage:
         now = time.time()
         for entry in os.scandir(self.upload_dir):
             try:
-                mtime = max(entry.stat().st_mtime, os.stat(self.upload_data(entry.name)).st_mtime)
+                mtime = entry.stat().st_mtime
             except FileNotFoundError:
-                mtime = 0.0
+                continue  # finished or cancelled meanwhile
+            try:  # a brand-new upload may have no data file yet: its directory's time counts
+                mtime = max(mtime, os.stat(self.upload_data(entry.name)).st_mtime)
+            except FileNotFoundError:
+                pass
             if now - mtime > max_age:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
