@@ -350,7 +350,11 @@ def test_bad_requests_are_http_errors(
 @pytest.mark.parametrize(
     ("dockerfile", "message"),
     [
-        ("FROM nosuchimage\n", "No such image: nosuchimage:latest"),
+        (  # not here, so pulled: from a registry that does not answer
+            "FROM 127.0.0.1:1/nosuchimage\n",
+            'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused '
+            "(registry 127.0.0.1:1 is unreachable)",
+        ),
         (
             "FROM busybox\nCOPY missing /x\n",
             "COPY failed: file not found in build context or excluded by .dockerignore: "
@@ -461,3 +465,20 @@ def test_scratch_images(daemon: Daemon, tag: str) -> None:
     assert len(info["RootFS"]["Layers"]) == 1
     assert info["Config"]["Cmd"] == ["x"] and info["Parent"] != ""
     assert " ---> \n" in result.stream  # FROM scratch has no image ID, as docker prints it
+
+
+def test_from_pulls_a_missing_base_image(daemon: Daemon, tag: str) -> None:
+    """FROM an image that is not here pulls it, its progress in the build's output."""
+    from tests.registry_server import registry_server
+
+    with registry_server() as srv:
+        remote = f"{srv.address}/base/busybox:{tag}"
+        daemon.dockyard("tag", "busybox", remote)
+        daemon.dockyard("push", remote)
+        daemon.dockyard("rmi", remote)
+        result = ok(daemon, {"Dockerfile": f"FROM {remote}\nRUN echo pulled > /p\n"}, t=tag)
+    assert {"status": "Pulling from base/busybox", "id": tag} in result.lines
+    assert {"status": f"Status: Downloaded newer image for {remote}"} in result.lines
+    assert inspect(daemon, remote)["Id"] == inspect(daemon, "busybox")["Id"]
+    assert run_out(daemon, tag, "cat", "/p") == "pulled\n"
+    daemon.dockyard("rmi", remote)

@@ -6,6 +6,8 @@ parse) are plain HTTP errors, as dockerd's lazily started stream gives them."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from dockyard.build.builder import Builder, BuildError, BuildOptions
 from dockyard.build.run import Cancelled
+from dockyard.distribution.auth import AuthConfig, auth_from_json, registry_host
 from dockyard.errors import DockyardError, InvalidParameter
 
 from .routes_images import bool_value
@@ -63,7 +66,25 @@ def options_from(request: web.Request) -> BuildOptions:
         quiet=bool_value(request, "q"),
         network_mode=query.get("networkmode", ""),
         platform=query.get("platform", ""),
+        pull=bool_value(request, "pull"),
+        auths=_registry_config(request),
     )
+
+
+def _registry_config(request: web.Request) -> dict[str, AuthConfig]:
+    """X-Registry-Config: base64url JSON of every registry's auth config (the docker CLI sends
+    all it knows); keyed by registry host. An undecodable header counts as none, as moby."""
+    header = request.headers.get("X-Registry-Config", "").strip()
+    if not header:
+        return {}
+    try:
+        raw = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        doc = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {registry_host(str(k)): auth_from_json(v) for k, v in doc.items()}
 
 
 def _error_line(exc: BaseException) -> bytes:

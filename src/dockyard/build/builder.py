@@ -62,6 +62,8 @@ class BuildOptions:
     quiet: bool = False
     network_mode: str = ""
     platform: str = ""
+    pull: bool = False  # --pull: ask the registry for a newer base even when one is here
+    auths: dict[str, Any] = field(default_factory=dict)  # registry host -> AuthConfig
 
 
 def parse_targets(tags: list[str]) -> list[reference.Reference]:
@@ -292,6 +294,40 @@ class Builder(StepRunner):
         return Label(pairs=pairs, name="label", original=text, start_line=0, end_line=0)
 
     # -- FROM ----------------------------------------------------------------------------------
+    def _base_image(self, name: str) -> str:
+        """A FROM image: the local one, else (or with --pull) pulled, its progress in the
+        build's output as moby's classic builder shows it."""
+        if not self.options.pull:
+            try:
+                return self.engine.images.resolve(name).id
+            except NotFound:
+                pass
+        from dockyard.distribution.auth import AuthConfig
+        from dockyard.engine.pull import pull_target
+
+        try:
+            ref = pull_target(name, "")
+        except InvalidParameter as e:
+            raise BuildError(e.message) from None
+        stage = getattr(self._local, "stage", None)
+
+        def emit(item: dict[str, Any]) -> None:
+            if self._output is not None and stage is not None:
+                self._output.write(stage, item)
+            else:
+                self._sink(item)
+
+        auth = self.options.auths.get(ref.domain) or AuthConfig()
+        try:
+            return self.engine.pulls.pull(ref, self.options.platform, auth, emit)
+        except DockyardError as e:
+            if not self.options.pull:
+                raise BuildError(e.message) from None
+            try:  # --pull with an unreachable registry: docker builds from what it has
+                return self.engine.images.resolve(name).id
+            except NotFound:
+                raise BuildError(e.message) from None
+
     def _from(
         self, index: int, stage: Stage, dockerfile: Dockerfile, globals_: dict[str, str]
     ) -> StageState:
@@ -312,10 +348,7 @@ class Builder(StepRunner):
                 self._results.wait(previous)
                 image_id = self.stages[previous].image_id
             else:
-                try:
-                    image_id = self.engine.images.resolve(base).id
-                except NotFound as e:
-                    raise BuildError(e.message) from None
+                image_id = self._base_image(base)
             record = self.engine.image_store.get(image_id)
             if record is None:
                 raise BuildError(f"No such image: {image_id}")
