@@ -1,5 +1,6 @@
-"""Push and pull (with unpack) of a one-layer image of 200 MiB random content over loopback
-(MB/s) against Debian's docker-registry, dockyard beside docker and podman when they run.
+"""Push and pull (with unpack) of a one-layer image of random content (BENCH_LAYER_MB, 200 MiB
+by default; the issue's figure is 1024) over loopback (MB/s) against Debian's docker-registry
+and against our own registry server, dockyard beside docker and podman when they run.
 
 Every client talks to the registry through a counting TCP proxy, so the bytes a push sends are
 counted on the wire: a second push of the same image must send no layer bytes (only the
@@ -47,11 +48,14 @@ def layer_tar() -> Path:
     return out
 
 
-class Registry:
-    """docker-registry on a free port with its storage in a temp dir, behind a proxy that
-    counts the bytes clients send."""
+SERVERS = ("docker-registry", "dockyard registry")
 
-    def __init__(self) -> None:
+
+class Registry:
+    """A registry server (docker-registry, or ours) on a free port with its storage in a temp
+    dir, behind a proxy that counts the bytes clients send."""
+
+    def __init__(self, server: str = "docker-registry") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-registry-"))
         self.port = free_port()
         (self.dir / "config.yml").write_text(
@@ -60,8 +64,13 @@ class Registry:
             f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{self.port}\n"
         )
         self.log = open(self.dir / "log", "wb")  # noqa: SIM115 - closed in stop()
+        if server == "docker-registry":
+            argv = ["docker-registry", "serve", str(self.dir / "config.yml")]
+        else:
+            argv = [str(VENV_BIN / "dockyard"), "registry", "serve"]
+            argv += ["--addr", f"127.0.0.1:{self.port}", "--root", str(self.dir / "data")]
         self.proc = subprocess.Popen(
-            ["docker-registry", "serve", str(self.dir / "config.yml")],
+            argv,
             stdout=self.log,
             stderr=self.log,
         )
@@ -123,13 +132,18 @@ class Registry:
 
 
 def measure(
-    tool: str, cli: list[str], env: dict[str, str], tar: Path, extra_push: list[str]
+    tool: str,
+    cli: list[str],
+    env: dict[str, str],
+    tar: Path,
+    extra_push: list[str],
+    server: str = "docker-registry",
 ) -> dict[str, object]:
     rows: dict[str, list[float]] = {"push": [], "pull": []}
     second_sent = -1
     blob = 0
     for i in range(REPEAT):
-        registry = Registry()  # a registry of its own per round: every first push is first
+        registry = Registry(server)  # its own per round: every first push is first
         try:
             ref = f"{registry.address}/bench/random:{i}"
             run([*cli, "import", str(tar), ref], env)
@@ -150,6 +164,7 @@ def measure(
     push, pull = median(rows["push"]), median(rows["pull"])
     return {
         "tool": tool,
+        "server": server,
         "blob_MB": round(blob / 1e6, 1),
         "push_s": round(push, 2),
         "push_MBps": round(blob / push / 1e6, 1),
@@ -165,14 +180,15 @@ def main() -> None:
         return
     tar = layer_tar()
     results = []
-    with dockyard_daemon() as (env, _base):
-        results.append(measure("dockyard", [str(VENV_BIN / "dockyard")], env, tar, []))
-    docker = docker_peer_env()
-    if docker is not None:
-        results.append(measure("docker", ["docker"], docker, tar, []))
-    podman = podman_env()
-    if podman is not None:
-        results.append(measure("podman", ["podman"], podman, tar, ["--tls-verify=false"]))
+    docker, podman = docker_peer_env(), podman_env()
+    for server in SERVERS:  # the same clients against both servers
+        with dockyard_daemon() as (env, _base):
+            results.append(measure("dockyard", [str(VENV_BIN / "dockyard")], env, tar, [], server))
+        if docker is not None:
+            results.append(measure("docker", ["docker"], docker, tar, [], server))
+        if podman is not None:
+            tls = ["--tls-verify=false"]
+            results.append(measure("podman", ["podman"], podman, tar, tls, server))
     report("registry_client", results)
 
 
