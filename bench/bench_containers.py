@@ -67,7 +67,9 @@ def pids_matching(needle: str) -> list[int]:
 
 
 def du_kb(path: str) -> int:
-    out = subprocess.run(["du", "-sk", path], capture_output=True, text=True)
+    """Disk use under `path`, not descending into mounts (a running container's root is an
+    overlay mount inside its directory: counting it would count the image's files again)."""
+    out = subprocess.run(["du", "-skx", path], capture_output=True, text=True)
     return int(out.stdout.split()[0]) if out.returncode == 0 else 0
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from dockyard.errors import Conflict, DockyardError, InvalidParameter, NotFound, NotModified
 from dockyard.image.model import parse_rfc3339, rfc3339_nano
+from dockyard.runtime import cgroups
 from dockyard.runtime import spec as specs
 from dockyard.runtime.options import RunOptions, parse_signal
 from dockyard.snapshot.snapshotter import Snapshotter
@@ -175,6 +176,8 @@ class ContainerService:
 
     def _start(self, container: Container) -> None:
         cid = container.id
+        if self.runtime_name(container) == DEFAULT_RUNTIME:
+            cgroups.prime_migration()  # its RCU wait passes while we mount and spawn
         rootfs = self.rootfs(cid)
         self._stopping.discard(cid)
         container.doc.pop(MANUALLY_STOPPED, None)

@@ -21,9 +21,11 @@ counted from memory.oom_control (v1) or memory.events (v2).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -657,3 +659,32 @@ def _stats_v2(d: str) -> dict[str, Any]:
         },
         "blkio": {"io_service_bytes_recursive": blk},
     }
+
+
+def prime_migration() -> None:
+    """Start the RCU grace period that the next cgroup migration must wait for, now.
+
+    Moving a task between cgroups takes the global cgroup_threadgroup_rwsem for writing, and
+    the first writer after a quiet spell waits for an RCU grace period (5-25 ms on this
+    machine class); writers that come while one is under way, or shortly after, do not wait
+    again. A container's init joins its cgroup ~10 ms into its start, so the daemon calls
+    this when a start begins: a thread moves the daemon into the cgroup it is already in (a
+    no-op migration that takes the lock), and the init's migration finds the wait done.
+    """
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = {key: path.rstrip("\n") for _, key, path in (line.split(":", 2) for line in f)}
+    except (OSError, ValueError):
+        return
+    for h in hierarchies():
+        path = own.get(h.key)
+        if path is None or not path.startswith(h.root):
+            continue
+        procs = os.path.join(h.mountpoint, path[len(h.root) :].lstrip("/"), "cgroup.procs")
+        threading.Thread(target=_rewrite_own_pid, args=(procs,), daemon=True).start()
+        return
+
+
+def _rewrite_own_pid(procs: str) -> None:
+    with contextlib.suppress(OSError):
+        _write(procs, str(os.getpid()))
