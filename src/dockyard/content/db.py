@@ -89,6 +89,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX build_cache_image ON build_cache(image_id);
     """,
+    """
+    -- which repositories of a registry a blob came from or went to: a push mounts it from one
+    -- of them instead of sending it (engine/pull.py BlobSources). IF NOT EXISTS: data-roots
+    -- of the first pull code made it without a migration.
+    CREATE TABLE IF NOT EXISTS blob_sources (
+        digest     TEXT NOT NULL,
+        registry   TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        PRIMARY KEY (digest, registry, repository)
+    );
+    """,
 ]
 
 

@@ -69,12 +69,7 @@ class BlobSources:
     from one of them instead of sending it (`?mount=&from=`)."""
 
     def __init__(self, images: ImageService) -> None:
-        self.db = images.db
-        with self.db.tx() as tx:
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS blob_sources (digest TEXT NOT NULL, registry TEXT "
-                "NOT NULL, repository TEXT NOT NULL, PRIMARY KEY (digest, registry, repository))"
-            )
+        self.db = images.db  # its table: the last migration in content/db.py
 
     def add(self, registry: str, repository: str, digests: list[str]) -> None:
         with self.db.tx() as tx:
