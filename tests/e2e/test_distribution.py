@@ -1,5 +1,6 @@
 """The docker CLI and docker-py pulling, pushing and logging in through our daemon, against
-Debian's docker-registry (plain and with htpasswd basic auth)."""
+Debian's docker-registry (plain and with htpasswd basic auth) and against our own registry
+server."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import Daemon
 from tests.registries import DockerRegistry
+from tests.registry_server import registry_server
 
 
 @pytest.fixture
@@ -35,13 +38,23 @@ def registry() -> Iterator[DockerRegistry]:
     yield from _registry()
 
 
+@pytest.fixture(params=["docker-registry", "dockyard registry"])
+def any_registry(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Debian's registry, then ours: the same client behaviour against both."""
+    if request.param == "docker-registry":
+        yield from _registry()
+    else:
+        with registry_server() as server:
+            yield server
+
+
 @pytest.fixture
 def private_registry() -> Iterator[DockerRegistry]:
     yield from _registry(("bob", "hunter2"))
 
 
-def test_docker_cli_push_and_pull(loaded: Daemon, registry: DockerRegistry) -> None:
-    d = loaded
+def test_docker_cli_push_and_pull(loaded: Daemon, any_registry: Any) -> None:
+    d, registry = loaded, any_registry
     ref = f"{registry.address}/cli/busybox:v1"
     d.docker("tag", "busybox", ref)
     image_id = json.loads(d.docker("image", "inspect", ref).stdout)[0]["Id"]
