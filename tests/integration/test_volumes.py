@@ -110,3 +110,23 @@ def test_the_docker_cli_manages_volumes(daemon: Daemon) -> None:
     assert keep in volumes(daemon) and made not in volumes(daemon)
     daemon.docker("volume", "rm", keep)
     assert os.path.isdir(daemon.data_root / "volumes")
+
+
+def test_our_cli_manages_volumes(daemon: Daemon) -> None:
+    vol = f"ours-{uuid.uuid4().hex[:8]}"
+    assert out(daemon, "volume", "create", "--label", "team=a", vol) == vol + "\n"
+    listing = out(daemon, "volume", "ls", "--filter", "label=team=a")
+    assert listing.splitlines()[0].split() == ["DRIVER", "VOLUME", "NAME"]
+    assert f"local     {vol}" in listing
+    assert out(daemon, "volume", "inspect", "-f", "{{.Name}} {{.Driver}}", vol) == f"{vol} local\n"
+    missing = dy(daemon, "volume", "inspect", "nosuch-volume", check=False)
+    assert missing.returncode == 1 and missing.stdout == b"[]\n"
+    assert missing.stderr == b"Error response from daemon: get nosuch-volume: no such volume\n"
+    anon = f"vol-{uuid.uuid4().hex[:8]}"
+    dy(daemon, "create", "--name", anon, "-v", "/anon", "busybox", "true")
+    made = json.loads(out(daemon, "inspect", "-f", "{{json .Mounts}}", anon))[0]["Name"]
+    dy(daemon, "rm", anon)
+    pruned = out(daemon, "volume", "prune", "-f")
+    assert pruned.startswith("Deleted Volumes:\n") and made in pruned and vol not in pruned
+    assert out(daemon, "volume", "rm", vol) == vol + "\n"
+    assert vol not in volumes(daemon)

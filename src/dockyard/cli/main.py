@@ -67,6 +67,15 @@ MANAGEMENT = {
         "tag": "images:TAG",
     },
     "system": {"df": "system:DF", "info": "system:INFO"},
+    "volume": {
+        "create": "volumes:CREATE",
+        "inspect": "volumes:INSPECT",
+        "list": "volumes:LIST",
+        "ls": "volumes:LIST",
+        "prune": "volumes:PRUNE",
+        "remove": "volumes:REMOVE",
+        "rm": "volumes:REMOVE",
+    },
     "registry": {"serve": "registry:SERVE", "gc": "registry:GC"},
     "container": {
         "attach": "run:ATTACH",
@@ -102,6 +111,7 @@ DESCRIPTIONS = {
     "image": "Manage images",
     "registry": "Run an OCI registry server",
     "system": "Manage Dockyard",
+    "volume": "Manage volumes",
 }
 GLOBAL_FLAGS = [
     Flag("debug", "D", "bool", help="Enable debug mode"),
