@@ -19,6 +19,7 @@ from dockyard import reference
 from dockyard.cli import buildcontext
 from dockyard.cli.command import CLIError
 from dockyard.cli.commands import build
+from dockyard.cli.commands.common import validate_env
 
 
 def read_tar(chunks: Iterable[bytes]) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
@@ -319,7 +320,7 @@ def test_query_build_args_labels(monkeypatch: pytest.MonkeyPatch) -> None:
         "force-rm": False,
         "pull": False,
         "target": "",
-        "build-arg": [build.check_build_arg(v) for v in ["A=1", "FROM_ENV", "UNSET_ARG", "E="]],
+        "build-arg": [validate_env(v) for v in ["A=1", "FROM_ENV", "UNSET_ARG", "E="]],
         "label": [build.check_label(v) for v in ["k=v", "bare"]],
         "platform": "Linux/AMD64",
         "network": "default",
@@ -337,6 +338,6 @@ def test_query_build_args_labels(monkeypatch: pytest.MonkeyPatch) -> None:
         ("networkmode", "default"),
     ]
     with pytest.raises(ValueError, match="invalid environment variable: =x"):
-        build.check_build_arg("=x")
+        validate_env("=x")
     with pytest.raises(ValueError, match="invalid label '=v': empty name"):
         build.check_label("=v")

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dockyard.api.routes_exec import CREATE_FIELDS, go_fields
-from dockyard.cli.commands.execs import _Escape, detach_keys, validate_env
+from dockyard.cli.commands.common import validate_env
+from dockyard.cli.commands.execs import _Escape, detach_keys
 from dockyard.engine.execs import detach_keys_to_bytes, start_error
 
 

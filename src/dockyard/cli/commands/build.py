@@ -18,6 +18,8 @@ from dockyard.cli import buildcontext
 from dockyard.cli.command import CLIError, Command, Context
 from dockyard.cli.flags import Flag
 
+from .common import validate_env
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -71,16 +73,6 @@ def check_tag(value: str) -> str:
             reference.parse_normalized(value)
         except reference.InvalidReference as exc:
             raise ValueError(exc.message) from None
-    return value
-
-
-def check_build_arg(value: str) -> str:
-    """opts.ValidateEnv: `k=v` as given; a bare `k` takes its value from the environment."""
-    key, eq, _ = value.partition("=")
-    if not key:
-        raise ValueError(f"invalid environment variable: {value}")
-    if not eq and key in os.environ:
-        return f"{key}={os.environ[key]}"
     return value
 
 
@@ -409,7 +401,7 @@ BUILD = Command(
             "build-arg",
             kind="list",
             help="Set build-time variables",
-            convert=check_build_arg,
+            convert=validate_env,
         ),
         Flag("file", "f", "string", help='Name of the Dockerfile (Default is "PATH/Dockerfile")'),
         Flag("force-rm", kind="bool", default=False, help="Always remove intermediate containers"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -135,3 +136,14 @@ def inspect_output(ctx: Context, fmt: str, elements: list[Any], errors: list[str
     if errors:
         raise CLIError("\n".join(errors))
     return 0
+
+
+def validate_env(value: str) -> str:
+    """docker's opts.ValidateEnv (`-e`, `--build-arg`): `NAME` alone takes NAME's value from
+    our environment, when it is set there."""
+    key, eq, _ = value.partition("=")
+    if not key:
+        raise ValueError(f"invalid environment variable: {value}")
+    if not eq and key in os.environ:
+        return f"{key}={os.environ[key]}"
+    return value

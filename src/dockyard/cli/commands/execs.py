@@ -15,6 +15,8 @@ from dockyard.cli.client import APIError
 from dockyard.cli.command import CLIError, Command, Context
 from dockyard.cli.flags import Flag
 
+from .common import validate_env
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -22,16 +24,6 @@ if TYPE_CHECKING:
 DEFAULT_ESCAPE = b"\x10\x11"  # ctrl-p, ctrl-q
 CHUNK = 65536
 _CTRL = "@abcdefghijklmnopqrstuvwxyz[\\]^_"
-
-
-def validate_env(value: str) -> str:
-    """docker's opts.ValidateEnv: `-e NAME` takes NAME's value from our environment."""
-    key, eq, _ = value.partition("=")
-    if not key:
-        raise ValueError(f"invalid environment variable: {value}")
-    if not eq and key in os.environ:
-        return f"{key}={os.environ[key]}"
-    return value
 
 
 def detach_keys(keys: str) -> bytes:
