@@ -21,7 +21,7 @@ from dockyard.distribution.auth import AuthConfig, auth_from_json, registry_host
 from dockyard.errors import DockyardError, InvalidParameter
 
 from .routes_images import bool_value
-from .server import Router, engine_of, prepare_stream
+from .server import Router, engine_of, json_response, prepare_stream
 from .streams import EXECUTOR, body_reader, json_line
 
 log = logging.getLogger("dockyard.api.build")
@@ -145,5 +145,18 @@ async def build(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def prune_cache(request: web.Request) -> web.Response:
+    """POST /build/prune: the classic builder's cache index (keys whose image is gone; all of
+    them with `all`). RUN --mount=type=cache directories are kept: a build may hold them."""
+    from dockyard.build.cache import CacheStore
+
+    engine = engine_of(request)
+    store = CacheStore(engine.db, lambda i: engine.image_store.get(i) is not None)
+    everything = bool_value(request, "all")
+    deleted = await asyncio.get_running_loop().run_in_executor(EXECUTOR, store.prune, everything)
+    return json_response({"CachesDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
 def register(router: Router) -> None:
     router.add("POST", "/build", build)
+    router.add("POST", "/build/prune", prune_cache)

@@ -119,6 +119,7 @@ def make_app(engine: Engine) -> web.Application:
         routes_distribution,
         routes_exec,
         routes_images,
+        routes_networks,
         routes_system,
         routes_volumes,
     )
@@ -135,4 +136,5 @@ def make_app(engine: Engine) -> web.Application:
     routes_build.register(router)
     routes_distribution.register(router)
     routes_volumes.register(router)
+    routes_networks.register(router)
     return app

@@ -92,6 +92,15 @@ class CacheStore:
             return None
         return str(row["image_id"])
 
+    def prune(self, everything: bool = False) -> list[str]:
+        """Drop entries whose image is gone (or all of them): the keys dropped. The images
+        themselves are pruned as images; a dropped entry is only a future cache miss."""
+        rows = self.db.query("SELECT key, image_id FROM build_cache")
+        gone = [r["key"] for r in rows if everything or not self._image_exists(r["image_id"])]
+        with self.db.tx() as tx:
+            tx.executemany("DELETE FROM build_cache WHERE key = ?", [(k,) for k in gone])
+        return gone
+
     def put(self, key: str, image_id: str) -> None:
         with self.db.tx() as tx:
             tx.execute(
