@@ -8,6 +8,8 @@ import sys
 from dockyard.cli.command import CLIError, Command, Context
 from dockyard.cli.flags import Flag
 
+from .common import write_stream
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
@@ -18,36 +20,13 @@ def run_save(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     if not output and sys.stdout.isatty():
         raise CLIError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     response = ctx.client.request("GET", "/images/get", [("names", name) for name in args])
-    if not output:
-        out = sys.stdout.buffer
-        for chunk in response.chunks():
-            out.write(chunk)
-        out.flush()
-        return 0
-    # A regular file is written beside the target and renamed, so that a failed save leaves
-    # nothing half-written; anything else (/dev/null, a pipe) is written in place.
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise CLIError(
-            f'failed to save image: invalid output path: directory "{directory}" does not exist'
-        )
-    if os.path.exists(output) and not os.path.isfile(output):
-        with open(output, "wb") as f:
-            for chunk in response.chunks():
-                f.write(chunk)
-        return 0
-    partial = f"{output}.dockyard-partial"
-    try:
-        with open(partial, "wb") as f:
-            for chunk in response.chunks():
-                f.write(chunk)
-        os.replace(partial, output)
-    except BaseException:
-        try:
-            os.unlink(partial)
-        except FileNotFoundError:
-            pass
-        raise
+    if output:
+        directory = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(directory):
+            raise CLIError(
+                f'failed to save image: invalid output path: directory "{directory}" does not exist'
+            )
+    write_stream(response, output)
     return 0
 
 

@@ -147,3 +147,33 @@ def validate_env(value: str) -> str:
     if not eq and key in os.environ:
         return f"{key}={os.environ[key]}"
     return value
+
+
+def write_stream(response: Any, output: str, mode: int = 0o666) -> None:
+    """A streamed response to stdout (no `output`), or to the file `output`: a regular file is
+    written beside the target and renamed, so that a failure leaves nothing half-written;
+    anything else (/dev/null, a pipe) is written in place."""
+    if not output:
+        out = sys.stdout.buffer
+        for chunk in response.chunks():
+            out.write(chunk)
+        out.flush()
+        return
+    if os.path.exists(output) and not os.path.isfile(output):
+        with open(output, "wb") as f:
+            for chunk in response.chunks():
+                f.write(chunk)
+        return
+    partial = f"{output}.dockyard-partial"
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with open(fd, "wb") as f:
+            for chunk in response.chunks():
+                f.write(chunk)
+        os.replace(partial, output)
+    except BaseException:
+        try:
+            os.unlink(partial)
+        except FileNotFoundError:
+            pass
+        raise

@@ -9,7 +9,15 @@ from dockyard.cli.client import APIError
 from dockyard.cli.command import CLIError, Command, Context
 from dockyard.cli.flags import Flag
 
-from .common import FORMAT_HELP, check_filter, confirm, filters_json, truncate_id, write_items
+from .common import (
+    FORMAT_HELP,
+    check_filter,
+    confirm,
+    filters_json,
+    truncate_id,
+    write_items,
+    write_stream,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,25 +37,7 @@ def run_export(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
                 "does not exist"
             )
     response = ctx.client.request("GET", f"/containers/{args[0]}/export")
-    if not output:
-        out = sys.stdout.buffer
-        for chunk in response.chunks():
-            out.write(chunk)
-        out.flush()
-        return 0
-    partial = f"{output}.dockyard-partial"  # written beside the target, then renamed
-    try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "wb") as f:
-            for chunk in response.chunks():
-                f.write(chunk)
-        os.replace(partial, output)
-    except BaseException:
-        try:
-            os.unlink(partial)
-        except FileNotFoundError:
-            pass
-        raise
+    write_stream(response, output, 0o600)  # docker export -o makes a 0600 file
     return 0
 
 
